@@ -1,0 +1,64 @@
+# One command for the demo, one for the tests; both set up what they need first.
+#   make demo   — venv, install, Mosquitto (started privately if none listens), run the demo
+#   make test   — venv, install, Mosquitto, ruff, the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+MQTT_HOST ?= 127.0.0.1
+MQTT_PORT ?= 1883
+
+.ONESHELL:
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.PHONY: setup system-deps demo test lint clean
+
+# Debian/Ubuntu packages: a Python that can make venvs, and Mosquitto (broker and clients).
+system-deps:
+	@missing=()
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+	command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+	if [ $${#missing[@]} -gt 0 ]; then
+	  echo "installing Debian packages: $${missing[*]}"
+	  $(SUDO) apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+	fi
+
+$(BIN)/edged: pyproject.toml | system-deps
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: system-deps $(BIN)/edged
+
+demo: setup
+	@export PATH="$$PATH:/usr/sbin"
+	host=$${EDGED_MQTT_HOST:-$(MQTT_HOST)}; port=$${EDGED_MQTT_PORT:-$(MQTT_PORT)}
+	work=$$(mktemp -d); pids=()
+	trap 'kill $${pids[@]+"$${pids[@]}"} 2>/dev/null || true; rm -rf "$$work"' EXIT
+	if ! (exec 3<>/dev/tcp/$$host/$$port) 2>/dev/null; then
+	  echo "no MQTT broker at $$host:$$port; starting a private Mosquitto for the demo"
+	  host=127.0.0.1; port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' $$port > "$$work/mosquitto.conf"
+	  mosquitto -c "$$work/mosquitto.conf" 2>"$$work/mosquitto.log" & pids+=($$!)
+	  for _ in $$(seq 50); do (exec 3<>/dev/tcp/$$host/$$port) 2>/dev/null && break; sleep 0.1; done
+	fi
+	mosquitto_sub -h $$host -p $$port -t 'edged/demo/#' -v > "$$work/received" & pids+=($$!)
+	echo "broker $$host:$$port; events print below as JSON lines (Ctrl-C stops)"
+	EDGED_MQTT_HOST=$$host EDGED_MQTT_PORT=$$port EDGED_STATE_DIR="$$work/state" \
+	  $(BIN)/edged run configs/demo.yaml --print-events
+	sleep 0.5  # let the subscriber print the last messages before it is stopped
+	$(BIN)/python -c 'import collections, json, sys
+	kinds = collections.Counter(json.loads(p)["kind"] for _, _, p in (l.partition(" ") for l in open(sys.argv[1])) if p.startswith("{"))
+	print("the broker delivered on edged/demo/#: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))' "$$work/received"
+
+lint: setup
+	$(BIN)/ruff check edged tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

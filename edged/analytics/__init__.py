@@ -1,0 +1,1 @@
+"""Analytics over tracked objects: zones, lines, object lifecycle. Never imports an engine."""

@@ -1,0 +1,140 @@
+"""One camera's analytics: class filter → tracker → object lifecycle, zones and lines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.analytics.lines import Line, in_direction
+from edged.analytics.objects import ObjectLifecycle
+from edged.analytics.tracked import TrackedFrame, class_filter
+from edged.analytics.zones import Zone
+from edged.config.camera import CameraConfig
+from edged.config.errors import FieldError
+from edged.config.geometry import to_pixels
+from edged.detections import Detections
+from edged.events.event import Event
+from edged.frame import Frame
+from edged.tracking import ByteTracker, ByteTrackParams
+
+
+class CameraAnalytics:
+    """Turns each frame's detections into events. Geometry written relative (0–1) is placed
+    in pixels when the first frame shows the picture's size."""
+
+    def __init__(self, camera: str, config: CameraConfig, labels: list[str]) -> None:
+        self.camera = camera
+        self.config = config
+        self.labels = labels
+        self.check_geometry()
+        self.keep = class_filter(labels, config.detect.classes)
+        t = config.tracker
+        self.tracker = ByteTracker(
+            ByteTrackParams(
+                high_thresh=t.high_thresh,
+                low_thresh=t.low_thresh,
+                new_track_thresh=t.new_track_thresh,
+                min_hits=t.min_hits,
+                lost_track_buffer_s=t.lost_track_buffer_s,
+                class_aware=t.class_aware,
+            )
+        )
+        self.lifecycle = ObjectLifecycle(camera)
+        self.zones: list[Zone] = []
+        self.lines: list[Line] = []
+        self._size: tuple[int, int] | None = None
+        self._last: TrackedFrame | None = None
+
+    def check_geometry(self) -> None:
+        """Raise FieldError for zone or line settings that no picture size can fix."""
+        base = ("cameras", self.camera)
+        for name, line in self.config.lines.items():
+            pts = np.asarray(line.points, np.float64)
+            d = line.directions
+            try:
+                Line(self.camera, name, pts, line.anchor, None, in_direction(pts, d.in_, d.out))
+            except ValueError as exc:
+                raise FieldError((*base, "lines", name, "directions"), str(exc)) from None
+        for kind, items in (("zones", self.config.zones), ("lines", self.config.lines)):
+            for name, item in items.items():
+                try:
+                    class_filter(self.labels, item.classes)
+                except ValueError as exc:
+                    raise FieldError((*base, kind, name, "classes"), str(exc)) from None
+        try:
+            class_filter(self.labels, self.config.detect.classes)
+        except ValueError as exc:
+            raise FieldError((*base, "detect", "classes"), str(exc)) from None
+
+    def _place(self, width: int, height: int) -> None:
+        self._size = (width, height)
+        self.zones = [
+            Zone(
+                self.camera,
+                name,
+                to_pixels(z.polygon, width, height),
+                z.anchor,
+                class_filter(self.labels, z.classes),
+                z.loiter_s,
+            )
+            for name, z in self.config.zones.items()
+        ]
+        self.lines = []
+        for name, ln in self.config.lines.items():
+            pts = to_pixels(ln.points, width, height)
+            try:
+                in_dir = in_direction(pts, ln.directions.in_, ln.directions.out)
+                self.lines.append(
+                    Line(
+                        self.camera,
+                        name,
+                        pts,
+                        ln.anchor,
+                        class_filter(self.labels, ln.classes),
+                        in_dir,
+                    )
+                )
+            except ValueError as exc:
+                raise FieldError(("cameras", self.camera, "lines", name), str(exc)) from None
+
+    def process(self, frame: Frame, detections: Detections) -> list[Event]:
+        if self._size != (frame.width, frame.height):
+            self._place(frame.width, frame.height)
+        if self.keep is not None:
+            detections = detections[np.isin(detections.class_id, self.keep)]
+        objects = self.tracker.update(detections, frame.media_ts)
+        tf = TrackedFrame(
+            self.camera, frame.media_ts, frame.wall_ts, objects, self.tracker.ended, self.labels
+        )
+        self._last = tf
+        return self._analyse(tf)
+
+    def _analyse(self, tf: TrackedFrame) -> list[Event]:
+        zone_events = [e for z in self.zones for e in z.update(tf)]
+        zones_of: dict[int, tuple[str, ...]] = {}
+        for z in self.zones:
+            for tid in z.members:
+                zones_of[tid] = (*zones_of.get(tid, ()), z.name)
+        events = self.lifecycle.update(tf, zones_of)
+        events += zone_events
+        for line in self.lines:
+            events += line.update(tf)
+        return events
+
+    @property
+    def active_tracks(self) -> int:
+        return len(self.lifecycle.objects)
+
+    def finish(self) -> list[Event]:
+        """End every live object, as if all tracks ended on the last frame seen."""
+        if self._last is None or not self.lifecycle.objects:
+            return []
+        ended = list(self.lifecycle.objects)
+        tf = TrackedFrame(
+            self.camera,
+            self._last.media_ts,
+            self._last.wall_ts,
+            Detections.empty() if self._last.objects.track_id is None else self._last.objects[:0],
+            ended,
+            self.labels,
+        )
+        return self._analyse(tf)

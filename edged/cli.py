@@ -1,0 +1,102 @@
+"""``edged run | check | schema``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from edged import __version__
+from edged.config import Config, ConfigError, load
+from edged.config.errors import FieldError
+from edged.config.loader import place_of
+
+EXIT_CONFIG = 2
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="the device's YAML config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value, e.g. --set cameras.front.source.realtime=false (repeatable)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description="Edge video analytics daemon.")
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the cameras of a config until they end or a signal")
+    _config_args(run)
+    run.add_argument(
+        "--print-events", action="store_true", help="also print every event as a JSON line"
+    )
+    check = sub.add_parser("check", help="validate a config (and its models) and exit")
+    _config_args(check)
+    sub.add_parser("schema", help="print the config's JSON Schema")
+    return parser
+
+
+def _prepare(config: Config) -> list[str]:
+    """Problems only visible with the models loaded: files, manifests, labels, geometry."""
+    from edged.analytics.camera import CameraAnalytics
+    from edged.models.manifest import ModelError, load_manifest
+
+    problems: list[FieldError] = []
+    labels: dict[str, list[str]] = {}
+    for name, model in config.models.items():
+        try:
+            labels[name] = load_manifest(model.path).labels
+        except ModelError as exc:
+            problems.append(FieldError(("models", name, "path"), str(exc)))
+    for name, cam in config.cameras.items():
+        if cam.detect.model in labels:
+            try:
+                CameraAnalytics(name, cam, labels[cam.detect.model])
+            except FieldError as exc:
+                problems.append(exc)
+    return [f"{place_of(config, p.loc)}: {p}" for p in problems]
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    try:
+        config = load(args.config, args.overrides)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return None
+    problems = _prepare(config)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return None if problems else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "schema":
+        print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
+        return 0
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    if args.command == "check":
+        cams = sum(c.enabled for c in config.cameras.values())
+        print(f"{args.config}: OK ({cams} camera(s), {len(config.models)} model(s))")
+        return 0
+    from edged.daemon import run
+
+    return run(config, print_events=args.print_events)

@@ -1,0 +1,138 @@
+"""One camera: where its frames come from, what to detect, how to track, what to count."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
+
+from edged.config.base import StrictModel
+from edged.config.geometry import Points
+from edged.config.paths import resolve
+from edged.detections import Anchor
+
+NAME = r"^[A-Za-z0-9_-]+$"
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+class SourceConfig(StrictModel):
+    uri: str = Field(description="file path, rtsp://…, http(s)://…, /dev/videoN or a USB index")
+    kind: Literal["auto", "file", "rtsp", "usb"] = "auto"
+    detect_fps: float | None = Field(None, gt=0, description="detect at most this often")
+    realtime: bool = Field(True, description="files: pace at the clip's rate (false: fast)")
+    loop: bool = Field(False, description="files: start again at the end")
+
+    @field_validator("uri")
+    @classmethod
+    def _file_relative_to_config(cls, v: str, info: ValidationInfo) -> str:
+        if _SCHEME.match(v) or v.isdigit() or v.startswith("/dev/"):
+            return v
+        return str(resolve(Path(v), info))
+
+    @property
+    def resolved_kind(self) -> Literal["file", "rtsp", "usb"]:
+        if self.kind != "auto":
+            return self.kind
+        if self.uri.isdigit() or self.uri.startswith("/dev/video"):
+            return "usb"
+        if _SCHEME.match(self.uri) and not self.uri.lower().startswith("file://"):
+            return "rtsp"
+        return "file"
+
+
+class DetectConfig(StrictModel):
+    model: str
+    classes: list[str] | None = Field(None, description="labels to keep; all when absent")
+    min_score: float = Field(0.35, ge=0.0, le=1.0)
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class TrackerConfig(StrictModel):
+    high_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    low_thresh: float = Field(0.1, ge=0.0, le=1.0)
+    new_track_thresh: float = Field(0.6, ge=0.0, le=1.0)
+    min_hits: int = Field(2, ge=1)
+    lost_track_buffer_s: float = Field(1.0, ge=0.0)
+    class_aware: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrackerConfig:
+        if self.low_thresh > self.high_thresh:
+            raise ValueError("low_thresh must not exceed high_thresh")
+        return self
+
+
+class ZoneConfig(StrictModel):
+    polygon: Points = Field(description="≥ 3 points, relative (0–1) or pixels")
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    classes: list[str] | None = None
+    loiter_s: float | None = Field(None, gt=0, description="report objects staying this long")
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(v) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
+        poly = Polygon(v)
+        if not poly.is_valid:
+            raise ValueError(f"invalid polygon: {explain_validity(poly)}")
+        if poly.area == 0:
+            raise ValueError("polygon has no area")
+        return v
+
+
+Direction = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
+
+
+class LineDirections(StrictModel):
+    """Which crossing counts as ``in``; ``out`` is the opposite unless given."""
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    in_: Direction | None = Field(None, alias="in")
+    out: Direction | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LineDirections:
+        if self.in_ is not None and self.in_ == self.out:
+            raise ValueError("'in' and 'out' name the same direction")
+        return self
+
+
+class LineConfig(StrictModel):
+    points: Points = Field(description="two points, relative (0–1) or pixels")
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    classes: list[str] | None = None
+    directions: LineDirections = LineDirections()
+
+    @field_validator("points")
+    @classmethod
+    def _two_points(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(v) != 2:
+            raise ValueError(f"a line needs exactly 2 points, got {len(v)}")
+        if v[0] == v[1]:
+            raise ValueError("the two points of a line must differ")
+        return v
+
+
+class CameraConfig(StrictModel):
+    enabled: bool = True
+    source: SourceConfig
+    detect: DetectConfig
+    tracker: TrackerConfig = TrackerConfig()
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+
+    @field_validator("zones", "lines")
+    @classmethod
+    def _names(cls, v: dict[str, object]) -> dict[str, object]:
+        for name in v:
+            if not re.match(NAME, name):
+                raise ValueError(
+                    f"name {name!r} must match {NAME} (it becomes an MQTT topic level)"
+                )
+        return v

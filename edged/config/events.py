@@ -1,0 +1,32 @@
+"""Where events go: the MQTT broker and the on-disk journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from edged.config.base import StrictModel
+from edged.config.paths import resolve
+
+
+class MqttConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("edged", pattern=r"^[^#+]+$")
+    qos: Literal[0, 1] = 1
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+
+class JournalConfig(StrictModel):
+    path: Path = Path("/var/lib/edged/events.db")
+    max_backlog: int = Field(100_000, ge=100)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_config(cls, v: Path, info: ValidationInfo) -> Path:
+        return resolve(v, info)

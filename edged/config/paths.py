@@ -1,0 +1,14 @@
+"""Relative paths in a config file mean relative to that file's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationInfo
+
+
+def resolve(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if base is None or path.is_absolute():
+        return path
+    return (Path(base) / path).resolve()

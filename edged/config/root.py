@@ -1,0 +1,50 @@
+"""The whole device config: one YAML file per device."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from edged.config.base import StrictModel
+from edged.config.camera import NAME, CameraConfig
+from edged.config.events import JournalConfig, MqttConfig
+from edged.config.model import ModelConfig
+
+Loc = tuple[str | int, ...]
+
+
+class Config(StrictModel):
+    device_id: str = Field(pattern=NAME)
+    mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
+    journal: JournalConfig = JournalConfig()
+    models: dict[str, ModelConfig]
+    cameras: dict[str, CameraConfig]
+    # where each value came from (file:line:col), filled by the loader for later errors
+    _places: dict[Loc, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("cameras", "models")
+    @classmethod
+    def _names(cls, v: dict[str, object]) -> dict[str, object]:
+        for name in v:
+            if not re.match(NAME, name):
+                raise ValueError(
+                    f"name {name!r} must match {NAME} (it becomes an MQTT topic level)"
+                )
+        return v
+
+    def reference_errors(self) -> list[tuple[Loc, str]]:
+        """Errors that span sections (a camera naming a model that isn't defined)."""
+        errors: list[tuple[Loc, str]] = []
+        for name, cam in self.cameras.items():
+            if cam.detect.model not in self.models:
+                known = ", ".join(sorted(self.models)) or "none"
+                errors.append(
+                    (
+                        ("cameras", name, "detect", "model"),
+                        f"unknown model {cam.detect.model!r} (defined: {known})",
+                    )
+                )
+        if not any(c.enabled for c in self.cameras.values()):
+            errors.append((("cameras",), "no enabled camera"))
+        return errors

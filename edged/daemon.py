@@ -1,0 +1,136 @@
+"""Lifecycle: start the pipeline and publisher, run until the sources end or a signal, drain."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TextIO
+
+from edged.config import Config
+from edged.events.event import Event
+from edged.events.journal import Journal
+from edged.events.mqtt import MqttPublisher
+from edged.events.sink import EventSink, Listener
+from edged.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+DRAIN_S = 4.0
+STATUS_EVERY_S = 1.0
+LOG_STATUS_EVERY_S = 10.0
+
+
+def json_printer(device: str, out: TextIO) -> Listener:
+    lock = threading.Lock()
+
+    def write(events: list[Event]) -> None:
+        with lock:
+            for event in events:
+                out.write(event.to_json(device) + "\n")
+            out.flush()
+
+    return write
+
+
+class StatusLine:
+    """A one-line live status on a terminal; a plain log line now and then otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._last_log = 0.0
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def show(self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None) -> None:
+        now = time.monotonic()
+        parts = []
+        for name, st in pipeline.stats().items():
+            t0, n0 = self._last.get(name, (now, st.processed))
+            fps = (st.processed - n0) / (now - t0) if now > t0 else 0.0
+            self._last[name] = (now, st.processed)
+            parts.append(
+                f"{name} {st.state} {fps:4.1f} fps {st.tracks} tracks {st.dropped} dropped"
+            )
+        broker = (
+            "" if publisher is None else (" | mqtt " + ("up" if publisher.connected else "down"))
+        )
+        line = (
+            " | ".join(parts) + f" | events {sink.total} | backlog {sink.journal.backlog()}{broker}"
+        )
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line)
+            self.out.flush()
+        elif now - self._last_log >= LOG_STATUS_EVERY_S:
+            self._last_log = now
+            log.info("%s", line)
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def run(
+    config: Config,
+    print_events: bool = False,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+    install_signals: bool = True,
+) -> int:
+    """Run until every source has ended or SIGINT/SIGTERM; returns the exit code."""
+    stop = threading.Event()
+    if install_signals:
+        _on_signals(lambda: stop.set())
+    journal = Journal(config.journal.path, config.journal.max_backlog)
+    listeners = [json_printer(config.device_id, stdout)] if print_events else []
+    sink = EventSink(journal, listeners)
+    publisher = None
+    if config.mqtt is not None:
+        publisher = MqttPublisher(config.mqtt, config.device_id, journal)
+    pipeline = Pipeline(config, sink)
+    status = StatusLine(stderr)
+    if publisher is not None:
+        publisher.start()
+    pipeline.start()
+    log.info("running %d camera(s) on %d model(s)", len(pipeline.cameras), len(pipeline.workers))
+    try:
+        while not stop.is_set() and not pipeline.finished:
+            status.show(pipeline, sink, publisher)
+            stop.wait(STATUS_EVERY_S)
+    finally:
+        status.show(pipeline, sink, publisher)
+        status.close()
+        if not pipeline.stop():
+            log.warning("some threads did not stop in time")
+        if publisher is not None:
+            publisher.stop(drain_timeout=DRAIN_S)
+        backlog = journal.backlog()
+        if publisher is not None and backlog:
+            log.warning(
+                "%d event(s) not yet delivered; they stay in %s for the next start",
+                backlog,
+                config.journal.path,
+            )
+        journal.close()
+    failed = [
+        name
+        for name, cam in pipeline.cameras.items()
+        if cam.failed is not None or cam.source.failed is not None
+    ]
+    if failed:
+        log.error("camera(s) failed: %s", ", ".join(failed))
+    return 1 if failed else 0
+
+
+def _on_signals(callback: Callable[[], None]) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        callback()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,71 @@
+"""Detections as a struct of arrays, the currency between engine, tracker and analytics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Anchor(str, Enum):
+    """Which point of a box stands for the object's position."""
+
+    BOTTOM_CENTER = "bottom_center"
+    CENTER = "center"
+    TOP_CENTER = "top_center"
+
+
+@dataclass(slots=True)
+class Detections:
+    """N detections: ``xyxy`` (N×4 float32, source pixels), ``score`` (N float32),
+    ``class_id`` (N int32), optional ``track_id`` (N int64) and ``mask`` (N×H×W bool).
+
+    Indexing with a boolean mask, an index array or a slice returns a new ``Detections``.
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    class_id: np.ndarray
+    track_id: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must be N×4, got {self.xyxy.shape}")
+        for name in ("score", "class_id", "track_id", "mask"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} rows, xyxy has {n}")
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            score=np.zeros(0, np.float32),
+            class_id=np.zeros(0, np.int32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice | list[int]) -> Detections:
+        return Detections(
+            xyxy=self.xyxy[index],
+            score=self.score[index],
+            class_id=self.class_id[index],
+            track_id=None if self.track_id is None else self.track_id[index],
+            mask=None if self.mask is None else self.mask[index],
+        )
+
+    def anchors(self, anchor: Anchor = Anchor.BOTTOM_CENTER) -> np.ndarray:
+        """N×2 float32 points, one per box."""
+        x = (self.xyxy[:, 0] + self.xyxy[:, 2]) * 0.5
+        if anchor is Anchor.BOTTOM_CENTER:
+            y = self.xyxy[:, 3]
+        elif anchor is Anchor.TOP_CENTER:
+            y = self.xyxy[:, 1]
+        else:
+            y = (self.xyxy[:, 1] + self.xyxy[:, 3]) * 0.5
+        return np.stack([x, y], axis=1).astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""Inference engines: a batch of preprocessed tensors in, raw named outputs out."""

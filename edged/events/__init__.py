@@ -1,0 +1,1 @@
+"""Events: the wire type, the journal that makes them durable, and their publishers."""

@@ -1,0 +1,29 @@
+"""Topic paths below ``<prefix>/<device>/`` — the one place that spells them."""
+
+from __future__ import annotations
+
+AVAILABILITY = "availability"
+
+
+def camera_events(camera: str) -> str:
+    return f"{camera}/events"
+
+
+def camera_status(camera: str) -> str:
+    return f"{camera}/status"
+
+
+def line(camera: str, name: str) -> str:
+    return f"{camera}/lines/{name}"
+
+
+def line_totals(camera: str, name: str) -> str:
+    return f"{camera}/lines/{name}/totals"
+
+
+def zone(camera: str, name: str) -> str:
+    return f"{camera}/zones/{name}"
+
+
+def zone_occupancy(camera: str, name: str) -> str:
+    return f"{camera}/zones/{name}/occupancy"

@@ -1,0 +1,1 @@
+"""Model adapters: per-family preprocessing and postprocessing, chosen by the manifest."""

@@ -1,0 +1,82 @@
+"""NanoDet (GFL head): per-stride class scores and side distributions → boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.detections import Detections
+from edged.models.manifest import Manifest
+from edged.models.nms import nms_per_class
+from edged.models.preprocess import StretchNormalizer
+
+MAX_CANDIDATES = 1000
+MAX_DETECTIONS = 300
+
+
+class NanoDetAdapter:
+    """Preprocess and postprocess for NanoDet as described by its manifest."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.labels = manifest.labels
+        self.input_name = manifest.input.name
+        self.preprocess = StretchNormalizer(manifest.input)
+        width, height = manifest.input.size
+        self._size = np.array([width, height, width, height], np.float32)
+        self._names = [(o.scores, o.boxes) for o in manifest.outputs]
+        self._bins = manifest.reg_max + 1
+        centres, strides = [], []
+        for out in manifest.outputs:
+            gw, gh = width // out.stride, height // out.stride
+            ys, xs = np.mgrid[0:gh, 0:gw]
+            c = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * out.stride
+            centres.append(c.astype(np.float32))
+            strides.append(np.full(len(c), out.stride, np.float32))
+        self._centres = np.concatenate(centres)
+        self._strides = np.concatenate(strides)
+        self._project = np.arange(self._bins, dtype=np.float32)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.preprocess.shape()
+
+    def postprocess(
+        self,
+        outputs: dict[str, np.ndarray],
+        item: int,
+        source_size: tuple[int, int],
+        min_score: float,
+        nms_iou: float,
+    ) -> Detections:
+        """Detections of batch item ``item`` in the pixels of a ``source_size`` (w, h) frame."""
+        scores = np.concatenate([outputs[s][item] for s, _ in self._names])
+        rows, cls = np.nonzero(scores >= min_score)
+        if len(rows) == 0:
+            return Detections.empty()
+        conf = scores[rows, cls]
+        if len(conf) > MAX_CANDIDATES:
+            top = np.argpartition(-conf, MAX_CANDIDATES)[:MAX_CANDIDATES]
+            rows, cls, conf = rows[top], cls[top], conf[top]
+        anchors = np.unique(rows)
+        dist = self._distances(outputs, item, anchors)
+        pos = np.searchsorted(anchors, rows)
+        centre = self._centres[rows]
+        side = dist[pos] * self._strides[rows, None]
+        xyxy = np.concatenate([centre - side[:, :2], centre + side[:, 2:]], axis=1)
+        xyxy = np.clip(xyxy, 0.0, self._size)
+        w, h = source_size
+        xyxy *= np.array([w, h, w, h], np.float32) / self._size
+        keep = nms_per_class(xyxy, conf, cls, nms_iou, MAX_DETECTIONS)
+        return Detections(
+            xyxy=xyxy[keep].astype(np.float32),
+            score=conf[keep].astype(np.float32),
+            class_id=cls[keep].astype(np.int32),
+        )
+
+    def _distances(
+        self, outputs: dict[str, np.ndarray], item: int, anchors: np.ndarray
+    ) -> np.ndarray:
+        """Expected distance (in strides) to the left, top, right and bottom sides."""
+        logits = np.concatenate([outputs[b][item] for _, b in self._names])[anchors]
+        logits = logits.reshape(-1, 4, self._bins)
+        e = np.exp(logits - logits.max(axis=2, keepdims=True))
+        return (e @ self._project) / e.sum(axis=2)

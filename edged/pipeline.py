@@ -1,0 +1,245 @@
+"""Wires the config into threads: sources → inference workers → per-camera analytics → sink."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from edged.analytics.camera import CameraAnalytics
+from edged.config import CameraConfig, Config
+from edged.detections import Detections
+from edged.events import topics
+from edged.events.event import Event
+from edged.events.sink import EventSink
+from edged.frame import Frame
+from edged.models.detector import Detector, load_detector
+from edged.sources.base import Source, SourceState, StateChange, redact
+from edged.sources.factory import is_live, make_source
+from edged.sources.slot import FrameSlot
+
+log = logging.getLogger(__name__)
+
+# how many detected frames may wait for a camera's analytics; it is far faster than inference,
+# so this only absorbs jitter
+ANALYTICS_QUEUE = 4
+
+STATUS = {
+    SourceState.STREAMING: "online",
+    SourceState.RECONNECTING: "reconnecting",
+    SourceState.ENDED: "offline",
+    SourceState.STOPPED: "offline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStats:
+    decoded: int
+    processed: int
+    dropped: int
+    tracks: int
+    state: str
+
+
+class CameraRuntime:
+    """One camera's source, slot and analytics thread."""
+
+    def __init__(
+        self,
+        name: str,
+        config: CameraConfig,
+        detector: Detector,
+        wake: threading.Condition,
+        sink: EventSink,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.sink = sink
+        self.analytics = CameraAnalytics(name, config, detector.labels)
+        self.slot = FrameSlot(wake, block=not is_live(config.source))
+        self.source: Source = make_source(name, config.source, self.slot, self._on_state)
+        self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
+        self.processed = 0
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"analytics-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.source.start()
+
+    def _on_state(self, change: StateChange) -> None:
+        status = STATUS.get(change.state)
+        if status is None:
+            return
+        log.info(
+            "%s: %s%s",
+            self.name,
+            change.state.value,
+            f" ({change.reason})" if change.reason else "",
+        )
+        self.sink.emit(
+            [
+                Event(
+                    kind="camera_status",
+                    camera=self.name,
+                    topic=topics.camera_status(self.name),
+                    payload={
+                        "status": status,
+                        "state": change.state.value,
+                        "reason": change.reason,
+                        "attempt": change.attempt,
+                        "source": redact(self.config.source.uri),
+                    },
+                    retain=True,
+                )
+            ]
+        )
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    self.sink.emit(self.analytics.finish())
+                    return
+                frame, detections = item
+                self.sink.emit(self.analytics.process(frame, detections))
+                self.processed += 1
+        except Exception as exc:
+            # a broken camera must not take the others down; it is reported and stays stopped
+            log.exception("%s: analytics failed", self.name)
+            self.failed = exc
+            self.source.stop()
+            # keep the worker from blocking on this camera's full queue
+            while self.queue.get() is not None:
+                pass
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def stats(self) -> CameraStats:
+        return CameraStats(
+            decoded=self.source.decoded,
+            processed=self.processed,
+            dropped=self.slot.dropped,
+            tracks=self.analytics.active_tracks,
+            state=self.source.state.value,
+        )
+
+
+class InferenceWorker:
+    """Runs one model for every camera that uses it, taking the newest frame of each."""
+
+    def __init__(self, name: str, detector: Detector, wake: threading.Condition) -> None:
+        self.name = name
+        self.detector = detector
+        self.wake = wake
+        self.cameras: list[CameraRuntime] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
+        self._next = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.wake:
+            self.wake.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _collect(self, open_cams: list[CameraRuntime]) -> list[tuple[CameraRuntime, Frame]]:
+        """Frames waiting in the slots, round-robin so no camera starves another."""
+        batch: list[tuple[CameraRuntime, Frame]] = []
+        n = len(open_cams)
+        for k in range(n):
+            cam = open_cams[(self._next + k) % n]
+            frame = cam.slot.take()
+            if frame is not None:
+                batch.append((cam, frame))
+                if len(batch) == self.detector.max_batch:
+                    self._next = (self._next + k + 1) % n
+                    break
+        return batch
+
+    def _run(self) -> None:
+        open_cams = list(self.cameras)
+        try:
+            while open_cams and not self._stop.is_set():
+                with self.wake:
+                    batch = self._collect(open_cams)
+                    if not batch:
+                        finished = [c for c in open_cams if c.slot.finished]
+                        for cam in finished:
+                            open_cams.remove(cam)
+                            cam.queue.put(None)
+                        if not finished:
+                            self.wake.wait(0.5)
+                        continue
+                detections = self.detector.detect(
+                    [f.image for _, f in batch],
+                    [c.config.detect.min_score for c, _ in batch],
+                    [c.config.detect.nms_iou for c, _ in batch],
+                )
+                for (cam, frame), dets in zip(batch, detections, strict=True):
+                    cam.queue.put((frame, dets))
+        except Exception:
+            log.exception("inference worker %s failed; stopping its cameras", self.name)
+            for cam in open_cams:
+                cam.source.stop()
+        finally:
+            for cam in open_cams:
+                cam.queue.put(None)
+
+
+class Pipeline:
+    """Everything between the cameras and the event sink, built from one config."""
+
+    def __init__(self, config: Config, sink: EventSink) -> None:
+        self.config = config
+        self.workers: dict[str, InferenceWorker] = {}
+        self.cameras: dict[str, CameraRuntime] = {}
+        for model in sorted({c.detect.model for c in config.cameras.values() if c.enabled}):
+            self.workers[model] = InferenceWorker(
+                model, load_detector(config.models[model]), threading.Condition()
+            )
+        for name, cam in config.cameras.items():
+            if not cam.enabled:
+                continue
+            worker = self.workers[cam.detect.model]
+            runtime = CameraRuntime(name, cam, worker.detector, worker.wake, sink)
+            worker.cameras.append(runtime)
+            self.cameras[name] = runtime
+
+    def start(self) -> None:
+        for cam in self.cameras.values():
+            cam.start()
+        for worker in self.workers.values():
+            worker.start()
+
+    @property
+    def finished(self) -> bool:
+        """Every camera has ended and its last events are out."""
+        return all(c.done for c in self.cameras.values())
+
+    def stop(self, timeout: float = 3.0) -> bool:
+        """Stop sources, let frames in flight finish, and wait; False if something hung."""
+        for cam in self.cameras.values():
+            cam.source.stop()
+        ok = all(w.join(timeout) for w in self.workers.values())
+        for w in self.workers.values():
+            w.stop()
+        ok = all(c.join(timeout) for c in self.cameras.values()) and ok
+        return all(c.source.join(timeout) for c in self.cameras.values()) and ok
+
+    def stats(self) -> dict[str, CameraStats]:
+        return {name: cam.stats() for name, cam in self.cameras.items()}

@@ -1,0 +1,1 @@
+"""Camera sources: decode, pace, reconnect, and hand the newest frame over a one-slot mailbox."""

@@ -1,0 +1,190 @@
+"""ByteTrack multi-object tracker (Zhang et al. 2022) with all track state in numpy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from edged.detections import Detections
+from edged.tracking import kalman
+from edged.tracking.matching import assign, iou_matrix
+
+
+@dataclass(frozen=True)
+class ByteTrackParams:
+    """Tracker settings.
+
+    Detections with ``score >= high_thresh`` take part in the first stage, those in
+    ``[low_thresh, high_thresh)`` in the second; unmatched high ones with
+    ``score >= new_track_thresh`` start tentative tracks. The ``*_iou`` values are minimum
+    similarities (IoU, times score when ``fuse_score``) for the first, second and tentative
+    stages. A track is confirmed, and gets an id, after ``min_hits`` matched frames; a lost
+    track is kept ``lost_track_buffer_s`` seconds. With ``class_aware`` a detection only
+    matches tracks of its class.
+    """
+
+    high_thresh: float = 0.5
+    low_thresh: float = 0.1
+    new_track_thresh: float = 0.6
+    match_iou: float = 0.2
+    second_match_iou: float = 0.5
+    tentative_match_iou: float = 0.3
+    min_hits: int = 2
+    lost_track_buffer_s: float = 1.0
+    class_aware: bool = False
+    fuse_score: bool = True
+
+
+class TrackState(IntEnum):
+    """Life cycle of a track: tentative until confirmed, then tracked or lost."""
+
+    TENTATIVE = 0
+    TRACKED = 1
+    LOST = 2
+
+
+class ByteTracker:
+    """Assigns persistent ids to detections, one ``update`` per frame."""
+
+    def __init__(self, params: ByteTrackParams = ByteTrackParams()) -> None:
+        self.params = params
+        self._next_id = 1
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop all tracks. Ids keep increasing so that downstream never sees one reused."""
+        self._mean = np.zeros((0, 8))
+        self._cov = np.zeros((0, 8, 8))
+        self._id = np.zeros(0, np.int64)  # 0 until the track is confirmed
+        self._class = np.zeros(0, np.int32)
+        self._hits = np.zeros(0, np.int64)
+        self._state = np.zeros(0, np.int8)
+        self._last_seen = np.zeros(0, np.float64)
+        self._ended: list[int] = []
+
+    @property
+    def ended(self) -> list[int]:
+        """Ids of confirmed tracks removed during the last ``update``."""
+        return list(self._ended)
+
+    def update(self, detections: Detections, ts: float) -> Detections:
+        """Associate one frame's detections (``ts`` in monotonic seconds).
+
+        Returns the detections matched to confirmed tracks, with ``track_id`` set.
+        """
+        p = self.params
+        self._ended = []
+        # Before association, so that a track gone longer than the buffer can't be re-found.
+        self._remove_expired(ts)
+
+        lost = self._state == TrackState.LOST
+        # ByteTrack freezes the height velocity of lost tracks.
+        self._mean[lost, 7] = 0.0
+        self._mean, self._cov = kalman.predict(self._mean, self._cov)
+        boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
+
+        n_tracks = len(self._mean)
+        det_track = np.full(len(detections), -1, np.intp)
+        score = detections.score
+        high = score >= p.high_thresh
+        low = (score >= p.low_thresh) & ~high
+
+        def associate(tracks: np.ndarray, dets: np.ndarray, fuse: bool, min_sim: float) -> None:
+            sim = iou_matrix(boxes[tracks], detections.xyxy[dets])
+            if fuse:
+                sim *= score[dets][None, :]
+            if p.class_aware:
+                sim[self._class[tracks][:, None] != detections.class_id[dets][None, :]] = -1.0
+            rows, cols = assign(sim, min_sim)
+            det_track[dets[cols]] = tracks[rows]
+
+        def free_tracks(states: tuple[TrackState, ...]) -> np.ndarray:
+            matched = np.zeros(n_tracks, bool)
+            matched[det_track[det_track >= 0]] = True
+            return np.flatnonzero(np.isin(self._state, states) & ~matched)
+
+        associate(
+            free_tracks((TrackState.TRACKED, TrackState.LOST)),
+            np.flatnonzero(high),
+            p.fuse_score,
+            p.match_iou,
+        )
+        associate(
+            free_tracks((TrackState.TRACKED,)), np.flatnonzero(low), False, p.second_match_iou
+        )
+        associate(
+            free_tracks((TrackState.TENTATIVE,)),
+            np.flatnonzero(high & (det_track < 0)),
+            p.fuse_score,
+            p.tentative_match_iou,
+        )
+
+        matched_dets = np.flatnonzero(det_track >= 0)
+        t = det_track[matched_dets]
+        self._mean[t], self._cov[t] = kalman.update(
+            self._mean[t], self._cov[t], kalman.xyxy_to_xyah(detections.xyxy[matched_dets])
+        )
+        self._hits[t] += 1
+        self._last_seen[t] = ts
+        self._class[t] = detections.class_id[matched_dets]
+
+        matched = np.zeros(n_tracks, bool)
+        matched[t] = True
+        confirmed = self._state != TrackState.TENTATIVE
+        self._state[confirmed & matched] = TrackState.TRACKED
+        self._state[confirmed & ~matched] = TrackState.LOST
+        survivors = confirmed | matched
+
+        new = np.flatnonzero(high & (det_track < 0) & (score >= p.new_track_thresh))
+        det_track[new] = n_tracks + np.arange(len(new))
+        self._start(detections[new], ts)
+        survivors = np.concatenate([survivors, np.ones(len(new), bool)])
+
+        confirm = np.flatnonzero((self._state == TrackState.TENTATIVE) & (self._hits >= p.min_hits))
+        self._state[confirm] = TrackState.TRACKED
+        self._id[confirm] = np.arange(self._next_id, self._next_id + len(confirm))
+        self._next_id += len(confirm)
+
+        track_id = np.zeros(len(detections), np.int64)
+        has_track = det_track >= 0
+        track_id[has_track] = self._id[det_track[has_track]]
+        reported = track_id > 0
+        out = detections[reported]
+        out.track_id = track_id[reported]
+
+        self._keep(survivors)
+        self._remove_expired(ts)
+        return out
+
+    def _start(self, detections: Detections, ts: float) -> None:
+        """Append one tentative track per detection."""
+        n = len(detections)
+        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(detections.xyxy))
+        self._mean = np.concatenate([self._mean, mean])
+        self._cov = np.concatenate([self._cov, cov])
+        self._id = np.concatenate([self._id, np.zeros(n, np.int64)])
+        self._class = np.concatenate([self._class, detections.class_id.astype(np.int32)])
+        self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
+        self._state = np.concatenate([self._state, np.full(n, TrackState.TENTATIVE, np.int8)])
+        self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
+
+    def _keep(self, keep: np.ndarray) -> None:
+        """Drop the tracks where ``keep`` is False, reporting confirmed ones as ended."""
+        self._ended.extend(self._id[~keep & (self._id > 0)].tolist())
+        self._mean = self._mean[keep]
+        self._cov = self._cov[keep]
+        self._id = self._id[keep]
+        self._class = self._class[keep]
+        self._hits = self._hits[keep]
+        self._state = self._state[keep]
+        self._last_seen = self._last_seen[keep]
+
+    def _remove_expired(self, ts: float) -> None:
+        """Drop lost tracks not seen for longer than the buffer."""
+        expired = (self._state == TrackState.LOST) & (
+            ts - self._last_seen > self.params.lost_track_buffer_s
+        )
+        if expired.any():
+            self._keep(~expired)

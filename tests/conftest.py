@@ -1,0 +1,38 @@
+"""Shared fixtures: a real Mosquitto broker per test, on a free localhost port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mqtt_helpers import Broker, BrokerFactory, find_mosquitto, free_port
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
+    """``make(persistence=False, port=None, start=True) -> Broker``; all are stopped at the end
+    of the session (tests should stop theirs earlier)."""
+    binary = find_mosquitto()
+    brokers: list[Broker] = []
+
+    def make(*, persistence: bool = False, port: int | None = None,
+             start: bool = True) -> Broker:
+        broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), port or free_port(),
+                        persistence)
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
+
+
+@pytest.fixture
+def mqtt_broker(mqtt_broker_factory: BrokerFactory) -> Iterator[Broker]:
+    """A running broker of this test's own (``.host``, ``.port``, ``.stop()``, ``.start()``)."""
+    broker = mqtt_broker_factory()
+    yield broker
+    broker.stop()

@@ -1,0 +1,142 @@
+"""The shipped NanoDet on real frames, its decoder on known tensors, and its manifest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from edged.config.model import ModelConfig
+from edged.models.detector import Detector, load_detector
+from edged.models.manifest import ModelError, load_manifest, sha256_of
+from edged.models.nanodet import NanoDetAdapter
+from tests.paths import CLIP, MODEL
+
+# The three pedestrians clearly visible in the clip's first frame (x1, y1, x2, y2, pixels).
+FIRST_FRAME_PEOPLE = np.array(
+    [[499, 158, 530, 233], [258, 219, 291, 308], [633, 242, 675, 323]], np.float32
+)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2))
+
+
+@pytest.fixture(scope="module")
+def first_frame() -> np.ndarray:
+    cap = cv2.VideoCapture(str(CLIP))
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    return image
+
+
+def test_finds_the_people_in_the_first_frame(detector: Detector, first_frame: np.ndarray) -> None:
+    dets = detector.detect([first_frame], [0.35], [0.5])[0]
+    people = dets[dets.class_id == detector.labels.index("person")]
+    overlap = iou(FIRST_FRAME_PEOPLE, people.xyxy)
+    assert overlap.max(axis=1).min() >= 0.5, overlap.max(axis=1)
+    assert people.score.min() >= 0.35
+    assert dets.xyxy.dtype == np.float32 and dets.class_id.dtype == np.int32
+
+
+def test_boxes_are_in_source_pixels(detector: Detector, first_frame: np.ndarray) -> None:
+    """The same picture at twice the size gives the same boxes at twice the coordinates."""
+    big = cv2.resize(first_frame, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    small = detector.detect([first_frame], [0.6], [0.5])[0]
+    large = detector.detect([big], [0.6], [0.5])[0]
+    assert len(small) == len(large) == 3
+    np.testing.assert_allclose(large.xyxy, small.xyxy * 2, atol=6)
+
+
+def test_batch_with_per_image_thresholds(detector: Detector, first_frame: np.ndarray) -> None:
+    loose, strict = detector.detect([first_frame, first_frame], [0.3, 0.7], [0.5, 0.5])
+    assert len(strict) < len(loose)
+    assert strict.score.min() >= 0.7
+
+
+def test_preprocess_matches_the_plain_formula(detector: Detector, first_frame: np.ndarray) -> None:
+    spec = detector.manifest.input
+    out = np.empty((3, 416, 416), np.float32)
+    detector.adapter.preprocess(first_frame, out)
+    x = cv2.resize(first_frame, (416, 416)).astype(np.float32)
+    expected = (x - np.array(spec.mean, np.float32)) / np.array(spec.std, np.float32)
+    np.testing.assert_allclose(out, expected.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_gfl_decode_on_known_tensors() -> None:
+    """One anchor of the stride-16 grid with a known side distribution gives an exact box."""
+    manifest = load_manifest(MODEL, verify=False)
+    adapter = NanoDetAdapter(manifest)
+    outputs = {}
+    sizes = {8: 52, 16: 26, 32: 13}
+    for spec in manifest.outputs:
+        n = sizes[spec.stride] ** 2
+        outputs[spec.scores] = np.zeros((1, n, 80), np.float32)
+        outputs[spec.boxes] = np.full((1, n, 44), -50.0, np.float32)
+    s16 = next(o for o in manifest.outputs if o.stride == 16)
+    row, col = 5, 7  # anchor centre (7.5·16, 5.5·16) = (120, 88) in the 416² input
+    anchor = row * 26 + col
+    outputs[s16.scores][0, anchor, 2] = 0.9  # "car"
+    logits = outputs[s16.boxes][0, anchor].reshape(4, 11)
+    logits[:] = -50.0
+    for side, bin_ in enumerate([2, 1, 3, 4]):  # left, top, right, bottom in strides
+        logits[side, bin_] = 50.0
+    outputs[s16.boxes][0, anchor] = logits.ravel()
+    dets = adapter.postprocess(outputs, 0, (832, 416), 0.5, 0.5)
+    assert len(dets) == 1 and int(dets.class_id[0]) == 2
+    expected = np.array([120 - 32, 88 - 16, 120 + 48, 88 + 64], np.float32) * [2, 1, 2, 1]
+    np.testing.assert_allclose(dets.xyxy[0], expected, atol=1e-3)
+    assert dets.score[0] == pytest.approx(0.9)
+
+
+def test_class_aware_nms_keeps_overlapping_boxes_of_other_classes() -> None:
+    from edged.models.nms import nms_per_class
+
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], np.float32)
+    keep = nms_per_class(boxes, np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 0, 1]), 0.5, 10)
+    assert keep.tolist() == [0, 2]
+
+
+def test_manifest_sha256_mismatch_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / MODEL.name
+    shutil.copy(MODEL, model)
+    shutil.copy(MODEL.with_suffix(".yaml"), model.with_suffix(".yaml"))
+    assert load_manifest(model).sha256 == sha256_of(model)
+    with model.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ModelError, match="does not match the manifest"):
+        load_manifest(model)
+
+
+def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
+    model = tmp_path / MODEL.name
+    shutil.copy(MODEL, model)
+    data = yaml.safe_load(MODEL.with_suffix(".yaml").read_text())
+    del data["labels"]
+    model.with_suffix(".yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ModelError, match=r"nanodet-g-416\.yaml: labels"):
+        load_manifest(model)
+    model.with_suffix(".yaml").unlink()
+    with pytest.raises(ModelError, match="cannot read the model's manifest"):
+        load_manifest(model)
+
+
+def test_shipped_manifest_matches_the_model() -> None:
+    manifest = load_manifest(MODEL)
+    assert manifest.family == "nanodet"
+    assert len(manifest.labels) == 80 and manifest.labels[0] == "person"
