@@ -8,19 +8,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import TextIO
 
+from prometheus_client import CollectorRegistry, start_http_server
+
 from edged.config import Config
+from edged.events import topics
 from edged.events.event import Event
 from edged.events.journal import Journal
 from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
+from edged.metrics import PipelineCollector
 from edged.pipeline import Pipeline
+from edged.stats import Rates
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 4.0
+# SIGTERM must end the daemon within 5 s in every state: 1.5 s for the pipeline, 2.5 s for
+# the broker to take the backlog, the rest for the offline message
+PIPELINE_STOP_S = 1.5
+DRAIN_S = 2.5
 STATUS_EVERY_S = 1.0
 LOG_STATUS_EVERY_S = 10.0
 
@@ -75,6 +84,30 @@ class StatusLine:
             self.out.flush()
 
 
+def stats_event(rates: Rates, pipeline: Pipeline, sink: EventSink) -> Event:
+    return Event(
+        kind="stats",
+        camera=None,
+        topic=topics.STATS,
+        payload={
+            "cameras": rates.sample(pipeline.stats()),
+            "events": dict(sink.counts),
+            "backlog": sink.journal.backlog(),
+            "dropped_events": sink.journal.dropped,
+        },
+    )
+
+
+def serve_metrics(host: str, port: int, pipeline: Pipeline, sink: EventSink) -> ThreadingHTTPServer:
+    registry = CollectorRegistry()
+    registry.register(
+        PipelineCollector(pipeline.stats, lambda: dict(sink.counts), sink.journal.backlog)
+    )
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    return server
+
+
 def run(
     config: Config,
     print_events: bool = False,
@@ -94,19 +127,29 @@ def run(
         publisher = MqttPublisher(config.mqtt, config.device_id, journal)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
+    metrics = None
+    if config.metrics is not None:
+        metrics = serve_metrics(config.metrics.host, config.metrics.port, pipeline, sink)
     if publisher is not None:
         publisher.start()
     pipeline.start()
     log.info("running %d camera(s) on %d model(s)", len(pipeline.cameras), len(pipeline.workers))
+    rates = Rates()
+    next_stats = time.monotonic() + config.stats_interval_s
     try:
         while not stop.is_set() and not pipeline.finished:
             status.show(pipeline, sink, publisher)
+            if time.monotonic() >= next_stats:
+                next_stats += config.stats_interval_s
+                sink.emit([stats_event(rates, pipeline, sink)])
             stop.wait(STATUS_EVERY_S)
     finally:
         status.show(pipeline, sink, publisher)
         status.close()
-        if not pipeline.stop():
+        if not pipeline.stop(PIPELINE_STOP_S):
             log.warning("some threads did not stop in time")
+        if metrics is not None:
+            metrics.shutdown()
         if publisher is not None:
             publisher.stop(drain_timeout=DRAIN_S)
         backlog = journal.backlog()

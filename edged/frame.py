@@ -11,22 +11,20 @@ import numpy as np
 class Frame:
     """One decoded picture of one camera.
 
-    ``mono_ts`` is ``time.monotonic()`` at capture (for ages and durations); ``wall_ts`` is
-    ``time.time()`` at capture (for payloads). ``pts`` is the stream's own timestamp in
-    seconds where the source knows it.
+    ``mono_ts`` is ``time.monotonic()`` at capture (for ages and latency); ``wall_ts`` is
+    ``time.time()`` at capture (what payloads carry). ``media_ts`` is the clock analytics
+    measure durations on: stream time for files (so a clip read fast still has real dwell
+    times), the monotonic capture time for live cameras. ``pts`` is the stream's own
+    timestamp in seconds where the source has one.
     """
 
     camera: str
     seq: int
     mono_ts: float
     wall_ts: float
+    media_ts: float
     image: np.ndarray
     pts: float | None = None
-
-    @property
-    def media_ts(self) -> float:
-        """The clock analytics measure durations on: stream time where known, else monotonic."""
-        return self.mono_ts if self.pts is None else self.pts
 
     @property
     def width(self) -> int:

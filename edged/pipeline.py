@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from edged.analytics.camera import CameraAnalytics
@@ -15,8 +16,9 @@ from edged.events.event import Event
 from edged.events.sink import EventSink
 from edged.frame import Frame
 from edged.models.detector import Detector, load_detector
-from edged.sources.base import Source, SourceState, StateChange, redact
+from edged.sources.base import Source, SourceState, StateChange
 from edged.sources.factory import is_live, make_source
+from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,14 @@ STATUS = {
 
 @dataclass(frozen=True, slots=True)
 class CameraStats:
+    """Counters since start: decoded by the source, handed over, detected and analysed,
+    overwritten in the slot before inference took them (``dropped``)."""
+
     decoded: int
+    delivered: int
     processed: int
     dropped: int
+    reconnects: int
     tracks: int
     state: str
 
@@ -89,6 +96,7 @@ class CameraRuntime:
                         "state": change.state.value,
                         "reason": change.reason,
                         "attempt": change.attempt,
+                        "retry_in_s": change.retry_in_s,
                         "source": redact(self.config.source.uri),
                     },
                     retain=True,
@@ -126,8 +134,10 @@ class CameraRuntime:
     def stats(self) -> CameraStats:
         return CameraStats(
             decoded=self.source.decoded,
+            delivered=self.slot.put_count,
             processed=self.processed,
             dropped=self.slot.dropped,
+            reconnects=self.source.reconnects,
             tracks=self.analytics.active_tracks,
             state=self.source.state.value,
         )
@@ -232,14 +242,21 @@ class Pipeline:
         return all(c.done for c in self.cameras.values())
 
     def stop(self, timeout: float = 3.0) -> bool:
-        """Stop sources, let frames in flight finish, and wait; False if something hung."""
+        """Stop sources, let frames in flight finish, and wait at most ``timeout`` in all;
+        False if something is still running (a source blocked in an open or read ends by its
+        own timeout, on a daemon thread)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         for cam in self.cameras.values():
             cam.source.stop()
-        ok = all(w.join(timeout) for w in self.workers.values())
+        ok = all([w.join(left()) for w in self.workers.values()])
         for w in self.workers.values():
             w.stop()
-        ok = all(c.join(timeout) for c in self.cameras.values()) and ok
-        return all(c.source.join(timeout) for c in self.cameras.values()) and ok
+        ok = all([c.join(left()) for c in self.cameras.values()]) and ok
+        return all([c.source.join(left()) for c in self.cameras.values()]) and ok
 
     def stats(self) -> dict[str, CameraStats]:
         return {name: cam.stats() for name, cam in self.cameras.items()}

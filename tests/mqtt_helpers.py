@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"
 
@@ -28,7 +29,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def find_mosquitto() -> str:
@@ -130,8 +132,8 @@ class Broker:
 
 
 class Relay:
-    """A TCP relay in front of a broker that can hold back the broker's replies (PUBACKs)
-    while it keeps forwarding everything the client sends: a link that stalls one way."""
+    """A TCP relay in front of a broker that can drop the broker's replies (PUBACKs) while it
+    keeps forwarding everything the client sends: a link that loses acknowledgements."""
 
     host = "127.0.0.1"
 
@@ -139,16 +141,15 @@ class Relay:
         self._target = (target_host, target_port)
         self._listener = socket.create_server((self.host, 0))
         self.port: int = self._listener.getsockname()[1]
-        self._replies = threading.Event()
-        self._replies.set()
+        self._dropping = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, name="relay-accept", daemon=True).start()
 
-    def hold_replies(self) -> None:
-        self._replies.clear()
+    def drop_replies(self) -> None:
+        self._dropping.set()
 
-    def release_replies(self) -> None:
-        self._replies.set()
+    def forward_replies(self) -> None:
+        self._dropping.clear()
 
     def _accept(self) -> None:
         while True:
@@ -162,28 +163,26 @@ class Relay:
                 client.close()
                 continue
             self._sockets += [client, upstream]
-            for src, dst, gate in ((client, upstream, None), (upstream, client, self._replies)):
-                threading.Thread(target=self._pump, args=(src, dst, gate), daemon=True).start()
+            for src, dst, drop in ((client, upstream, None), (upstream, client, self._dropping)):
+                threading.Thread(target=self._pump, args=(src, dst, drop), daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, gate: threading.Event | None) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, drop: threading.Event | None) -> None:
         while True:
             try:
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            if gate is not None:
-                gate.wait()
             try:
                 if not data:
                     dst.shutdown(socket.SHUT_WR)  # pass the end of the stream on
                     return
-                dst.sendall(data)
+                if drop is None or not drop.is_set():
+                    dst.sendall(data)
             except OSError:
                 return
 
     def close(self) -> None:
-        self._replies.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # unblocks accept()
         self._listener.close()
@@ -219,7 +218,7 @@ class Subscriber:
         self._messages: list[Message] = []
         self._subscribed = False
         self._client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"test-sub-{uuid.uuid4().hex[:12]}",
             clean_session=not persistent,
             protocol=mqtt.MQTTv311,

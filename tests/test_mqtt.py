@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -34,7 +35,7 @@ def make_publisher(tmp_path: Path) -> Iterator[MakePublisher]:
     """``make(broker_port, qos=1) -> (publisher, journal)``; stopped and closed at teardown."""
     made: list[tuple[MqttPublisher, Journal]] = []
 
-    def make(port: int, qos: int = 1) -> tuple[MqttPublisher, Journal]:
+    def make(port: int, qos: Literal[0, 1] = 1) -> tuple[MqttPublisher, Journal]:
         journal = Journal(tmp_path / f"journal-{len(made)}.db")
         config = MqttConfig(host="127.0.0.1", port=port, qos=qos, keepalive_s=5)
         publisher = MqttPublisher(config, DEVICE, journal)
@@ -53,7 +54,7 @@ def make_events(n: int, start: int = 0) -> list[Event]:
             for i in range(n)]
 
 
-def event_payloads(sub: Subscriber) -> list[dict]:
+def event_payloads(sub: Subscriber) -> list[dict[str, Any]]:
     """Every JSON message received, in arrival order (availability is plain text)."""
     return [json.loads(m.payload) for m in sub.messages if m.topic != AVAILABILITY]
 
@@ -138,8 +139,9 @@ def test_availability_online_is_retained_and_stop_publishes_offline(
 def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: BrokerFactory,
                                                      make_publisher: MakePublisher) -> None:
     broker = mqtt_broker_factory(persistence=True)
+    relay = Relay(broker.host, broker.port)
     try:
-        publisher, journal = make_publisher(broker.port)
+        publisher, journal = make_publisher(relay.port)
         # A persistent session, so the subscriber misses nothing while the broker restarts,
         # whichever of it and the publisher reconnects first.
         with Subscriber(broker.host, broker.port, f"{BASE}/cam1/#", persistent=True,
@@ -148,11 +150,17 @@ def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: Broker
             assert publisher.wait_connected(WAIT)
             stored = journal.append(make_events(10))
             assert sub.wait_for(lambda: len(event_ids(sub)) >= 10, WAIT)
+            assert publisher.wait_drained(WAIT)
 
+            # Five more reach the broker but their PUBACKs are lost with the connection.
+            relay.drop_replies()
+            stored += journal.append(make_events(5, start=10))
+            assert sub.wait_for(lambda: len(event_ids(sub)) >= 15, WAIT)
             broker.stop()
             for k in range(3):
-                stored += journal.append(make_events(5, start=10 + 5 * k))
-            assert journal.backlog() >= 15
+                stored += journal.append(make_events(5, start=15 + 5 * k))
+            assert journal.backlog() == 20
+            relay.forward_replies()
             broker.start()
 
             ids = {e.id for e in stored}
@@ -161,7 +169,11 @@ def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: Broker
             assert first_arrival_seqs(sub) == [e.seq for e in stored]
             assert publisher.wait_drained(WAIT)
             assert journal.backlog() == 0
+            # The unacknowledged five were sent again: consumers must dedupe on id.
+            assert sub.wait_for(lambda: len(event_ids(sub)) >= 30, WAIT)
+            publisher.stop()
     finally:
+        relay.close()
         broker.stop()
 
 
@@ -188,6 +200,7 @@ def test_broker_down_at_start_does_not_block_and_delivers_later(
             assert first_arrival_seqs(sub) == [e.seq for e in stored]
             assert publisher.wait_drained(WAIT)
             assert sub.wait_for(lambda: b"online" in availability(sub), WAIT)
+            publisher.stop()
     finally:
         broker.stop()
 
@@ -238,7 +251,7 @@ def test_stop_falls_back_to_last_will_when_offline_is_not_acknowledged(
             assert sub.wait_for(lambda: availability(sub) == [b"online"], WAIT)
             # No PUBACK gets back: a full in-flight window stays outstanding and "offline"
             # queues behind it. A clean DISCONNECT now would leave "online" retained.
-            relay.hold_replies()
+            relay.drop_replies()
             journal.append(make_events(MAX_INFLIGHT + 10))
             publisher.stop(drain_timeout=0.2)
             assert sub.wait_for(lambda: availability(sub)[-1:] == [b"offline"], WAIT)

@@ -9,8 +9,9 @@ import numpy as np
 
 from edged.config.camera import SourceConfig
 from edged.frame import Frame
-from edged.sources.base import SourceState, StateChange, redact
+from edged.sources.base import SourceState, StateChange
 from edged.sources.factory import is_live, make_source
+from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
 from tests.paths import CLIP
 
@@ -55,7 +56,11 @@ def test_fast_file_delivers_every_frame_in_order_then_ends() -> None:
     pts = np.array([f.pts for f in frames])
     np.testing.assert_allclose(np.diff(pts), 1 / CLIP_FPS, atol=1e-3)
     assert frames[0].image.shape == (576, 768, 3)
-    assert [c.state for c in rec.changes] == [SourceState.STREAMING, SourceState.ENDED]
+    assert [c.state for c in rec.changes] == [
+        SourceState.CONNECTING,
+        SourceState.STREAMING,
+        SourceState.ENDED,
+    ]
 
 
 def test_detect_fps_throttles_on_stream_time() -> None:
@@ -80,20 +85,54 @@ def test_loop_keeps_the_timeline_going_forward() -> None:
     assert abs(pts[CLIP_FRAMES] - pts[CLIP_FRAMES - 1] - 1 / CLIP_FPS) < 1e-3
 
 
-def test_missing_file_stops_with_a_clear_reason(tmp_path: Path) -> None:
-    frames, rec = drain(SourceConfig(uri=str(tmp_path / "nope.mp4"), realtime=False))
-    assert frames == []
-    assert rec.changes[-1].state is SourceState.STOPPED
-    assert "file not found" in rec.changes[-1].reason and "nope.mp4" in rec.changes[-1].reason
+def retries(uri: str, attempts: int) -> list[StateChange]:
+    """Run a source that cannot open until it has retried ``attempts`` times, then stop it."""
+    config = SourceConfig(
+        uri=uri, realtime=False, reconnect={"floor_s": 0.05, "ceiling_s": 0.4, "jitter": 0.0}
+    )
+    wake = threading.Condition()
+    seen = threading.Condition()
+    changes: list[StateChange] = []
+
+    def record(change: StateChange) -> None:
+        with seen:
+            changes.append(change)
+            seen.notify_all()
+
+    source = make_source("cam", config, FrameSlot(wake), record)
+    source.start()
+    with seen:
+        assert seen.wait_for(
+            lambda: sum(c.state is SourceState.RECONNECTING for c in changes) >= attempts, 10
+        )
+    source.stop()
+    assert source.join(5)
+    assert changes[-1].state is SourceState.STOPPED
+    return [c for c in changes if c.state is SourceState.RECONNECTING]
 
 
-def test_corrupt_file_stops_with_a_clear_reason(tmp_path: Path) -> None:
+def test_missing_file_retries_with_growing_delay(tmp_path: Path) -> None:
+    tries = retries(str(tmp_path / "nope.mp4"), 5)
+    assert [c.attempt for c in tries[:5]] == [1, 2, 3, 4, 5]
+    assert [c.retry_in_s for c in tries[:5]] == [0.05, 0.1, 0.2, 0.4, 0.4]
+    assert "file not found" in tries[0].reason and "nope.mp4" in tries[0].reason
+
+
+def test_corrupt_file_retries_with_a_clear_reason(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
-    frames, rec = drain(SourceConfig(uri=str(bad), realtime=False))
-    assert frames == []
-    assert rec.changes[-1].state is SourceState.STOPPED
-    assert "bad.mp4" in rec.changes[-1].reason
+    tries = retries(str(bad), 2)
+    assert "cannot open" in tries[0].reason and "bad.mp4" in tries[0].reason
+
+
+def test_truncated_file_plays_what_it_has_then_ends(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    data = CLIP.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    frames, rec = drain(SourceConfig(uri=str(cut), realtime=False))
+    # faststart puts the index first, so the frames before the cut still decode
+    assert 0 < len(frames) < CLIP_FRAMES
+    assert rec.changes[-1].state is SourceState.ENDED
 
 
 def test_latest_slot_drops_and_counts_stale_frames() -> None:
@@ -102,7 +141,7 @@ def test_latest_slot_drops_and_counts_stale_frames() -> None:
     stop = threading.Event()
     image = np.zeros((2, 2, 3), np.uint8)
     for seq in range(5):
-        slot.put(Frame("cam", seq, float(seq), float(seq), image), stop)
+        slot.put(Frame("cam", seq, float(seq), float(seq), float(seq), image), stop)
     taken = slot.take()
     assert taken is not None and taken.seq == 4
     assert slot.dropped == 4 and slot.take() is None

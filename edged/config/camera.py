@@ -19,12 +19,41 @@ NAME = r"^[A-Za-z0-9_-]+$"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
+class ReconnectConfig(StrictModel):
+    """Exponential backoff between attempts: floor, doubling up to the ceiling, ±jitter."""
+
+    floor_s: float = Field(1.0, gt=0)
+    ceiling_s: float = Field(30.0, gt=0)
+    jitter: float = Field(0.2, ge=0, lt=1, description="± this fraction of each delay")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.ceiling_s < self.floor_s:
+            raise ValueError("ceiling_s must not be below floor_s")
+        return self
+
+
+class UsbConfig(StrictModel):
+    """What to ask a V4L2 device for; the driver may pick the nearest mode it has."""
+
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)
+    fourcc: Literal["MJPG", "YUYV", "H264"] | None = None
+
+
 class SourceConfig(StrictModel):
     uri: str = Field(description="file path, rtsp://…, http(s)://…, /dev/videoN or a USB index")
     kind: Literal["auto", "file", "rtsp", "usb"] = "auto"
     detect_fps: float | None = Field(None, gt=0, description="detect at most this often")
     realtime: bool = Field(True, description="files: pace at the clip's rate (false: fast)")
     loop: bool = Field(False, description="files: start again at the end")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    open_timeout_s: float = Field(10.0, gt=0, description="give up opening after this long")
+    read_timeout_s: float = Field(5.0, gt=0, description="a read blocked this long fails")
+    stall_timeout_s: float = Field(10.0, gt=0, description="no frame this long: reconnect")
+    reconnect: ReconnectConfig = ReconnectConfig()
+    usb: UsbConfig = UsbConfig()
 
     @field_validator("uri")
     @classmethod
@@ -35,6 +64,7 @@ class SourceConfig(StrictModel):
 
     @property
     def resolved_kind(self) -> Literal["file", "rtsp", "usb"]:
+        """``rtsp`` stands for every network stream FFmpeg can open (RTSP, HTTP, HLS…)."""
         if self.kind != "auto":
             return self.kind
         if self.uri.isdigit() or self.uri.startswith("/dev/video"):

@@ -30,3 +30,10 @@ class JournalConfig(StrictModel):
     @classmethod
     def _relative_to_config(cls, v: Path, info: ValidationInfo) -> Path:
         return resolve(v, info)
+
+
+class MetricsConfig(StrictModel):
+    """The Prometheus endpoint; localhost only unless said otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=1, le=65535)

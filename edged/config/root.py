@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from edged.config.base import StrictModel
 from edged.config.camera import NAME, CameraConfig
-from edged.config.events import JournalConfig, MqttConfig
+from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
 
 Loc = tuple[str | int, ...]
@@ -18,6 +18,8 @@ class Config(StrictModel):
     device_id: str = Field(pattern=NAME)
     mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
     journal: JournalConfig = JournalConfig()
+    metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
+    stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
     models: dict[str, ModelConfig]
     cameras: dict[str, CameraConfig]
     # where each value came from (file:line:col), filled by the loader for later errors

@@ -65,9 +65,9 @@ class Journal:
             log.warning("journal %s: WAL unavailable, running in %s mode", self.path, mode)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
-        self._backlog = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._backlog: int = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self._last_seq = row[0] if row else 0
+        self._last_seq: int = row[0] if row else 0
         if self._backlog:
             log.info("journal %s: %d undelivered events from a previous run", self.path,
                      self._backlog)

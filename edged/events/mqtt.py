@@ -17,6 +17,9 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.events import MqttConfig
 from edged.events.journal import Journal
@@ -62,7 +65,7 @@ class MqttPublisher:
 
         self.client_id = config.client_id or f"edged-{device_id}"
         self._client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=True,
             protocol=mqtt.MQTTv311,
@@ -132,8 +135,8 @@ class MqttPublisher:
             if sock is not None:
                 with contextlib.suppress(OSError):  # already closed by the network thread
                     sock.shutdown(socket.SHUT_RDWR)
-        else:
-            self._client.disconnect()
+        # After a shutdown nothing can be sent any more; this just ends paho's loop at once.
+        self._client.disconnect()
         self._client.loop_stop()
         backlog = self._journal.backlog()
         if backlog:
@@ -149,7 +152,7 @@ class MqttPublisher:
     # -- network thread ---------------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: Any, properties: Any) -> None:
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("MQTT connection to %s:%d refused: %s", self._config.host,
                       self._config.port, reason_code)
@@ -174,8 +177,8 @@ class MqttPublisher:
         log.warning("MQTT broker %s:%d unreachable; retrying with backoff, events wait in the"
                     " journal", self._config.host, self._config.port)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self._connected.clear()
         with self._progress:
             self._progress.notify_all()
@@ -192,8 +195,8 @@ class MqttPublisher:
         else:
             _paho_log.debug(buf)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
-                    properties: Any) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         self._acks.append(mid)
         self._journal.wake()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 AVAILABILITY = "availability"
+STATS = "stats"
 
 
 def camera_events(camera: str) -> str:

@@ -1,10 +1,22 @@
-"""The source state machine shared by every kind of camera."""
+"""The source state machine shared by every kind of camera.
+
+    connecting ──▶ streaming ──▶ ended (a file without loop)
+        ▲   │          │
+        │   ▼          ▼
+    reconnecting ◀── stalled (no frame for stall_timeout_s, or a read failed)
+        │
+        ▼
+     stopped (stop() in any state)
+
+Every transition is reported through ``on_state``; retries back off exponentially with
+jitter between the configured floor and ceiling, and the attempt count resets once a frame
+arrives.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -13,10 +25,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-import numpy as np
-
 from edged.config.camera import SourceConfig
 from edged.frame import Frame
+from edged.sources.capture import Capture, SourceError
 from edged.sources.slot import FrameSlot
 
 log = logging.getLogger(__name__)
@@ -25,58 +36,28 @@ log = logging.getLogger(__name__)
 class SourceState(str, Enum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
+    STALLED = "stalled"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
     STOPPED = "stopped"
-
-
-class SourceError(Exception):
-    """The source cannot be opened or read; ``retry`` says whether trying again may help."""
-
-    def __init__(self, message: str, retry: bool = True) -> None:
-        super().__init__(message)
-        self.retry = retry
 
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
     camera: str
     state: SourceState
-    reason: str
-    attempt: int
+    reason: str = ""
+    attempt: int = 0
+    retry_in_s: float | None = None
 
 
 Outcome = Literal["ended", "broken", "reopen", "stopped"]
 
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact(uri: str) -> str:
-    """The URI with any ``user:password@`` replaced, for logs and events."""
-    return _CREDENTIALS.sub("***@", uri)
-
-
-class Capture(ABC):
-    """An open stream: ``read`` returns the next picture and its stream time, None at the end."""
-
-    fps: float | None
-
-    @abstractmethod
-    def read(self) -> tuple[np.ndarray, float | None] | None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
 
 class Source(ABC):
-    """Runs one camera on its own thread: open → stream → (reconnect | end) → stopped.
-
-    Frames go into ``slot``; state changes go to ``on_state``. ``detect_fps`` throttles what
-    is handed over, not what is decoded, so the stream is never left to back up.
-    """
-
-    backoff_floor_s = 0.5
-    backoff_ceiling_s = 30.0
+    """Runs one camera on its own thread. Frames go into ``slot``; state changes go to
+    ``on_state``. ``detect_fps`` throttles what is handed over, not what is decoded, so a
+    live stream never backs up."""
 
     def __init__(
         self,
@@ -93,21 +74,21 @@ class Source(ABC):
         self._thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
         self.state = SourceState.CONNECTING
         self.decoded = 0
+        self.reconnects = 0
         self.failed: Exception | None = None
+        self._seq = 0
+        self._streamed = False
 
     @abstractmethod
     def open(self) -> Capture:
-        """Open the stream or raise ``SourceError``."""
-
-    @property
-    def live(self) -> bool:
-        """Live sources drop stale frames; files read as fast as possible do not."""
-        return True
+        """Open the stream or raise ``SourceError``; never blocks past the open timeout."""
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop from any state; the consumer sees the slot close at once, whatever the
+        thread is blocked in (an open or a read ends by its own timeout)."""
         self._stop.set()
         self.slot.close()
 
@@ -115,92 +96,114 @@ class Source(ABC):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _set(self, state: SourceState, reason: str = "", attempt: int = 0) -> None:
-        if state is self.state and state is not SourceState.RECONNECTING:
-            return
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _set(self, state: SourceState, reason: str = "", attempt: int = 0,
+             retry_in_s: float | None = None) -> None:
         self.state = state
-        self._on_state(StateChange(self.camera, state, reason, attempt))
+        self._on_state(StateChange(self.camera, state, reason, attempt, retry_in_s))
 
     def _run(self) -> None:
         attempt = 0
+        self._set(SourceState.CONNECTING)
         try:
             while not self._stop.is_set():
                 try:
                     capture = self.open()
                 except SourceError as exc:
-                    if not exc.retry:
-                        log.error("%s: %s", self.camera, exc)
-                        self._set(SourceState.STOPPED, str(exc))
-                        return
                     attempt += 1
-                    delay = self._backoff(attempt)
-                    log.warning("%s: %s; retry %d in %.1f s", self.camera, exc, attempt, delay)
-                    self._set(SourceState.RECONNECTING, str(exc), attempt)
-                    self._stop.wait(delay)
+                    self._retry(str(exc), attempt)
                     continue
-                attempt = 0
-                self._set(SourceState.STREAMING)
+                if self._stop.is_set():
+                    capture.close()
+                    break
                 try:
-                    outcome = self._stream(capture)
-                except SourceError as exc:
-                    log.error("%s: %s", self.camera, exc)
-                    self._set(SourceState.STOPPED, str(exc))
-                    return
+                    outcome, reason = self._stream(capture)
                 finally:
                     capture.close()
                 if outcome == "ended":
                     self._set(SourceState.ENDED, "end of stream")
                     return
-                if outcome == "broken" and not self._stop.is_set():
-                    attempt += 1
-                    self._set(SourceState.RECONNECTING, "stream interrupted", attempt)
-                    self._stop.wait(self._backoff(attempt))
+                if outcome == "broken":
+                    attempt = 1 if self._streamed else attempt + 1
+                    self._set(SourceState.STALLED, reason, attempt)
+                    self._retry(reason, attempt)
         except Exception as exc:
-            # a bug or an unexpected decoder error ends this camera only, loudly
+            # a bug or an unexpected backend error ends this camera only, loudly
             log.exception("%s: source failed", self.camera)
             self.failed = exc
         finally:
             self.slot.close()
             if self.state is not SourceState.ENDED:
-                self._set(SourceState.STOPPED, "stopped")
+                self._set(SourceState.STOPPED, "failed" if self.failed else "stopped")
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_ceiling_s, self.backoff_floor_s * 2 ** (attempt - 1))
-        return base * random.uniform(0.8, 1.2)
+    def _retry(self, reason: str, attempt: int) -> None:
+        if self._stop.is_set():
+            return
+        delay = self.backoff(attempt)
+        self.reconnects += 1
+        log.warning("%s: %s; retry %d in %.1f s", self.camera, reason, attempt, delay)
+        self._set(SourceState.RECONNECTING, reason, attempt, round(delay, 3))
+        self._stop.wait(delay)
+        if not self._stop.is_set():
+            self._set(SourceState.CONNECTING, reason, attempt)
 
-    def _stream(self, capture: Capture) -> Outcome:
-        """Read until stop, a read failure, or the end of the stream."""
+    def backoff(self, attempt: int) -> float:
+        r = self.config.reconnect
+        base = min(r.ceiling_s, r.floor_s * 2 ** (attempt - 1))
+        return base * random.uniform(1 - r.jitter, 1 + r.jitter)
+
+    def _stream(self, capture: Capture) -> tuple[Outcome, str]:
+        """Read until stop, a failure or stall, or the end of the stream."""
         period = 1.0 / self.config.detect_fps if self.config.detect_fps else 0.0
         next_due: float | None = None
-        seq = 0
+        self._streamed = False
+        last_frame = time.monotonic()
         while not self._stop.is_set():
             try:
                 item = capture.read()
             except SourceError as exc:
-                log.warning("%s: %s", self.camera, exc)
-                return "broken"
+                return "broken", str(exc)
+            now = time.monotonic()
             if item is None:
                 return self.at_end(capture)
-            image, pts = item
+            if now - last_frame > self.config.stall_timeout_s:
+                # frames trickle in far too slowly (or only as undecodable packets)
+                return "broken", f"stalled: no frame for {now - last_frame:.1f} s"
+            last_frame = now
             self.decoded += 1
-            self.pace(pts)
-            frame = Frame(self.camera, seq, time.monotonic(), time.time(), image, pts)
-            seq += 1
+            if not self._streamed:
+                self._streamed = True
+                self._set(SourceState.STREAMING)
+            media_ts = self.media_time(item.pts, now)
+            self.pace(media_ts)
             if period:
-                t = frame.media_ts
-                if next_due is not None and t < next_due - 1e-3:  # rounding in stream time
+                if next_due is not None and media_ts < next_due - 1e-3:  # stream-time rounding
                     continue
                 # drift-free while keeping up; restart the grid after a gap
-                next_due = (
-                    t + period if next_due is None or next_due + period <= t else next_due + period
-                )
+                late = next_due is None or next_due + period <= media_ts
+                next_due = media_ts + period if late else next_due + period
+            try:
+                image = item.to_bgr()
+            except SourceError as exc:
+                return "broken", str(exc)
+            frame = Frame(
+                self.camera, self._seq, time.monotonic(), time.time(), media_ts, image, item.pts
+            )
+            self._seq += 1
             self.slot.put(frame, self._stop)
-        return "stopped"
+        return "stopped", "stopped"
 
-    def at_end(self, capture: Capture) -> Outcome:
+    def media_time(self, pts: float | None, mono: float) -> float:
+        """The timeline analytics use: the capture clock for live cameras."""
+        return mono
+
+    def at_end(self, capture: Capture) -> tuple[Outcome, str]:
         """What the end of the stream means: for a live camera, that the stream broke."""
-        return "broken"
+        return "broken", "the stream ended"
 
-    def pace(self, pts: float | None) -> None:
-        """Wait until the frame at stream time ``pts`` is due; a live camera paces itself."""
+    def pace(self, media_ts: float) -> None:
+        """Wait until the frame at ``media_ts`` is due; a live camera paces itself."""
         return

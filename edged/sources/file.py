@@ -5,51 +5,55 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edged.config.camera import SourceConfig
-from edged.sources.base import Capture, Outcome, Source, SourceError
-from edged.sources.opencv import OpenCVCapture, open_ffmpeg
+from edged.sources.base import Outcome, Source
+from edged.sources.capture import Capture, SourceError
+from edged.sources.pyav import PyAVCapture
 
 
 class FileSource(Source):
-    config: SourceConfig
-    _timeline_end = 0.0
-    _start: float | None = None
-    _first_pts: float | None = None
+    """Analytics run on the file's own timeline, so dwell times are right at any speed; a
+    looped file's timeline keeps going forward across passes."""
 
-    @property
-    def live(self) -> bool:
-        # a file read as fast as possible must not skip frames; a paced one behaves like a camera
-        return self.config.realtime
+    _timeline_end = 0.0
+    _last_pts = 0.0
+    _start: float | None = None
+    _first_ts: float | None = None
 
     def open(self) -> Capture:
         path = Path(self.config.uri.removeprefix("file://"))
         if not path.is_file():
-            raise SourceError(f"file not found: {path}", retry=False)
-        try:
-            return open_ffmpeg(str(path), timed=True, pts_offset=self._timeline_end)
-        except SourceError as exc:
-            raise SourceError(f"{path}: not a readable video", retry=False) from exc
+            raise SourceError(f"file not found: {path}")
+        capture = PyAVCapture(
+            str(path),
+            live=False,
+            open_timeout_s=self.config.open_timeout_s,
+            read_timeout_s=self.config.read_timeout_s,
+            stall_timeout_s=self.config.stall_timeout_s,
+            pts_offset=self._timeline_end,
+        )
+        self._fps = capture.fps or 25.0
+        return capture
 
-    def at_end(self, capture: Capture) -> Outcome:
-        if self.decoded == 0:
-            raise SourceError(f"{self.config.uri}: no decodable frame", retry=False)
+    def media_time(self, pts: float | None, mono: float) -> float:
+        # a stream without timestamps gets them from its frame rate
+        self._last_pts = self._last_pts + 1.0 / self._fps if pts is None else pts
+        return self._last_pts
+
+    def at_end(self, capture: Capture) -> tuple[Outcome, str]:
+        if not self._streamed:
+            return "broken", f"{self.config.uri}: no decodable frame"
         if not self.config.loop:
-            return "ended"
-        assert isinstance(capture, OpenCVCapture)
-        # the next pass continues the timeline one frame after this pass's last frame
-        self._timeline_end = self._last_pts + 1.0 / (capture.fps or 25.0)
-        return "reopen"
+            return "ended", "end of stream"
+        # the next pass continues one frame after this pass's last frame
+        self._timeline_end = self._last_pts + 1.0 / self._fps
+        return "reopen", "looping"
 
-    def pace(self, pts: float | None) -> None:
-        if pts is None:
-            return
-        self._last_pts = pts
+    def pace(self, media_ts: float) -> None:
         if not self.config.realtime:
             return
-        if self._start is None or self._first_pts is None:
-            self._start, self._first_pts = time.monotonic(), pts
+        if self._start is None or self._first_ts is None:
+            self._start, self._first_ts = time.monotonic(), media_ts
             return
-        due = self._start + (pts - self._first_pts)
-        delay = due - time.monotonic()
+        delay = self._start + (media_ts - self._first_ts) - time.monotonic()
         if delay > 0:
             self._stop.wait(delay)
