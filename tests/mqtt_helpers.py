@@ -8,7 +8,6 @@ import getpass
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -67,6 +66,7 @@ class Broker:
             # user that cannot write into the test's temp dir.
             f"user {getpass.getuser()}",
             "log_dest stderr",
+            # Room for everything a persistent subscriber misses while it reconnects.
             "max_queued_messages 100000",
         ]
         if persistence:
@@ -106,23 +106,12 @@ class Broker:
                 continue
             pytest.fail(f"mosquitto exited with {self._proc.returncode}:\n{self.log()}")
 
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections stay open but nothing is read or answered."""
-        assert self._proc is not None, "broker not running"
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Undo ``pause()``."""
-        assert self._proc is not None, "broker not running"
-        self._proc.send_signal(signal.SIGCONT)
-
     def stop(self) -> None:
         """Terminate mosquitto (SIGTERM, which also saves persistence) and wait for it."""
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # in case it was paused
             proc.terminate()
             try:
                 proc.wait(timeout=5)

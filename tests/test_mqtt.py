@@ -123,7 +123,7 @@ def test_availability_online_is_retained_and_stop_publishes_offline(
             assert late.wait_for(lambda: len(late.messages) >= 1, WAIT)
             assert late.messages[0].payload == b"online" and late.messages[0].retain
 
-        stored = journal.append(make_events(5))
+        journal.append(make_events(5))
         publisher.stop()
         # stop() drained the backlog before going offline.
         assert journal.backlog() == 0
@@ -133,7 +133,6 @@ def test_availability_online_is_retained_and_stop_publishes_offline(
     with Subscriber(mqtt_broker.host, mqtt_broker.port, f"{BASE}/#") as late:
         assert late.wait_for(lambda: len(late.messages) >= 1, WAIT)
         assert [(m.payload, m.retain) for m in late.messages] == [(b"offline", True)]
-    assert len(stored) == 5
 
 
 def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: BrokerFactory,
@@ -209,7 +208,10 @@ def test_stop_without_broker_returns_and_keeps_events(make_publisher: MakePublis
     publisher, journal = make_publisher(free_port())
     publisher.start()
     journal.append(make_events(3))
+    t0 = time.monotonic()
     publisher.stop(drain_timeout=5)
+    # It does not sit out drain_timeout waiting for a broker that is not there.
+    assert time.monotonic() - t0 < 5
     assert journal.backlog() == 3
 
 
@@ -269,7 +271,7 @@ _CHILD = """
 import sys, threading
 from edged.config.events import MqttConfig
 from edged.events.journal import Journal
-from edged.events.mqtt import MAX_INFLIGHT, MqttPublisher
+from edged.events.mqtt import MqttPublisher
 port, db = int(sys.argv[1]), sys.argv[2]
 pub = MqttPublisher(MqttConfig(port=port, keepalive_s=5), "dev1", Journal(db))
 pub.start()

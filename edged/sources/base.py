@@ -100,8 +100,13 @@ class Source(ABC):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _set(self, state: SourceState, reason: str = "", attempt: int = 0,
-             retry_in_s: float | None = None) -> None:
+    def _set(
+        self,
+        state: SourceState,
+        reason: str = "",
+        attempt: int = 0,
+        retry_in_s: float | None = None,
+    ) -> None:
         self.state = state
         self._on_state(StateChange(self.camera, state, reason, attempt, retry_in_s))
 

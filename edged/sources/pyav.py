@@ -37,12 +37,16 @@ class PyAVCapture(Capture):
             if uri.lower().startswith(("rtsp://", "rtsps://")):
                 options["rtsp_transport"] = transport
         self._where = redact(uri)
+        started = time.monotonic()
         try:
             self._container: av.container.InputContainer = av.open(
                 uri, options=options, timeout=(open_timeout_s, read_timeout_s)
             )
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(f"cannot open {self._where}: {_describe(exc)}") from None
+            # FFmpeg reports an interrupted open as whatever the half-read input looked like
+            took = time.monotonic() - started
+            why = f"timed out after {took:.1f} s" if took >= open_timeout_s else _describe(exc)
+            raise SourceError(f"cannot open {self._where}: {why}") from None
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{self._where}: no video stream")

@@ -1,0 +1,147 @@
+"""Camera faults that must never stall the daemon: each is reported clearly, retried with a
+growing delay, and SIGTERM still ends the daemon within 5 s."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edged.config.camera import SourceConfig
+from edged.sources.factory import make_source
+from edged.sources.slot import FrameSlot
+from tests.daemon import Daemon, camera_config
+from tests.paths import CLIP
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (a hung camera)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conns.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for c in conns:
+        c.close()
+    server.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def retried_then_terminated(daemon: Daemon, reason: str, attempts: int = 2) -> list[dict]:
+    def retried(events: list[dict]) -> bool:
+        tries = [
+            e for e in events if e["kind"] == "camera_status" and e["status"] == "reconnecting"
+        ]
+        return len(tries) >= attempts
+
+    try:
+        assert daemon.wait_for(retried, 30), daemon.stderr
+        tries = [s for s in daemon.statuses() if s["status"] == "reconnecting"]
+        assert reason in tries[0]["reason"], tries[0]
+        assert [t["attempt"] for t in tries[:attempts]] == list(range(1, attempts + 1))
+        delays = [t["retry_in_s"] for t in tries[:attempts]]
+        assert delays == sorted(delays) and delays[-1] > delays[0]
+        assert reason in daemon.stderr  # the log line says it too
+        assert daemon.terminate(within=5.0) < 5.0
+        assert daemon.proc.returncode == 0, daemon.stderr
+        assert daemon.statuses()[-1]["status"] == "offline"
+        return tries
+    finally:
+        daemon.kill()
+
+
+def test_refused_connection(tmp_path: Path) -> None:
+    url = f"rtsp://user:secret@127.0.0.1:{closed_port()}/cam"
+    daemon = Daemon(camera_config(tmp_path, {"uri": url}))
+    tries = retried_then_terminated(daemon, "Connection refused")
+    assert "secret" not in daemon.stderr and all("secret" not in str(t) for t in tries)
+    assert tries[0]["source"].startswith("rtsp://***@127.0.0.1")
+
+
+def test_host_that_never_answers_times_out(tmp_path: Path, silent_server: int) -> None:
+    source = {"uri": f"rtsp://127.0.0.1:{silent_server}/cam", "open_timeout_s": 1.0}
+    daemon = Daemon(camera_config(tmp_path, source))
+    retried_then_terminated(daemon, "timed out")
+
+
+def test_sigterm_while_blocked_in_a_long_open(tmp_path: Path, silent_server: int) -> None:
+    source = {"uri": f"rtsp://127.0.0.1:{silent_server}/cam", "open_timeout_s": 30.0}
+    daemon = Daemon(camera_config(tmp_path, source))
+    try:
+        assert daemon.wait_for(lambda ev: "running 1 camera" in daemon.stderr, 30)
+        assert daemon.terminate(within=5.0) < 5.0
+        assert daemon.proc.returncode == 0, daemon.stderr
+    finally:
+        daemon.kill()
+
+
+def test_corrupt_file(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+    daemon = Daemon(camera_config(tmp_path, {"uri": str(bad)}))
+    retried_then_terminated(daemon, "corrupt.mp4")
+
+
+def test_missing_usb_device_mocked_hardware_edge(tmp_path: Path) -> None:
+    # no USB camera exists here: a device path that is absent is the fault under test
+    daemon = Daemon(camera_config(tmp_path, {"uri": "/dev/video99"}))
+    retried_then_terminated(daemon, "/dev/video99 not found")
+
+
+def test_latency_stays_bounded_when_inference_is_slower_than_the_camera() -> None:
+    """A live (paced) source and a consumer 3× slower than its frame rate: each frame taken is
+    at most about one frame interval old, and the ones it could not take are counted."""
+    wake = threading.Condition()
+    slot = FrameSlot(wake, block=False)
+    source = make_source(
+        "cam", SourceConfig(uri=str(CLIP), realtime=True), slot, lambda change: None
+    )
+    interval = 1 / 7
+    ages = []
+    source.start()
+    try:
+        with wake:
+            while len(ages) < 8:
+                frame = slot.take()
+                if frame is None:
+                    assert wake.wait(5)
+                    continue
+                ages.append(time.monotonic() - frame.mono_ts)
+                wake.release()
+                try:
+                    time.sleep(3 * interval)  # the "inference" of this frame
+                finally:
+                    wake.acquire()
+    finally:
+        source.stop()
+        source.join(5)
+    assert max(ages) < interval + 0.05, ages
+    assert slot.dropped >= 8, slot.dropped
+    assert np.all(np.diff([a for a in ages]) < interval)
