@@ -85,11 +85,11 @@ class PyAVCapture(Capture):
         self._container.close()
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: OSError) -> str:
     """FFmpeg's words for the error, without the URI it may repeat (credentials)."""
     if isinstance(exc, av.FFmpegError):
         text = exc.strerror or type(exc).__name__
         if "Immediate exit" in text:
             return "timed out"
         return text
-    return str(exc)
+    return exc.strerror or type(exc).__name__
