@@ -90,9 +90,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(
-        f"{'kind':<5} {'sources':>7} {'frames':>7} {'CPU-ms/frame':>13} {'fps/source':>11} {'cores':>6}"
-    )
+    head = ("kind", "sources", "frames", "CPU-ms/frame", "fps/source", "cores")
+    print(f"{head[0]:<5} {head[1]:>7} {head[2]:>7} {head[3]:>13} {head[4]:>11} {head[5]:>6}")
     for r in rows:
         print(
             f"{r['kind']:<5} {r['sources']:>7} {r['frames']:>7} {r['cpu_ms_per_frame']:>13.2f} "
