@@ -166,3 +166,9 @@ def test_schema_is_json_schema_of_the_config() -> None:
     assert set(schema["required"]) == {"device_id", "models", "cameras"}
     assert schema["additionalProperties"] is False
     assert "ZoneConfig" in schema["$defs"]
+
+
+def test_names_that_become_topic_levels_are_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("      door:", "      front/door:"))
+    with pytest.raises(ConfigError, match=r"cameras\.front\.zones: .*'front/door'"):
+        load(path, env={})

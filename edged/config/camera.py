@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
-from edged.config.base import StrictModel
+from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import Points
 from edged.config.paths import resolve
 from edged.detections import Anchor
 
-NAME = r"^[A-Za-z0-9_-]+$"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -154,15 +153,9 @@ class CameraConfig(StrictModel):
     source: SourceConfig
     detect: DetectConfig
     tracker: TrackerConfig = TrackerConfig()
-    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
-    lines: dict[str, LineConfig] = Field(default_factory=dict)
-
-    @field_validator("zones", "lines")
-    @classmethod
-    def _names(cls, v: dict[str, object]) -> dict[str, object]:
-        for name in v:
-            if not re.match(NAME, name):
-                raise ValueError(
-                    f"name {name!r} must match {NAME} (it becomes an MQTT topic level)"
-                )
-        return v
+    zones: Annotated[dict[str, ZoneConfig], AfterValidator(topic_level_names)] = Field(
+        default_factory=dict
+    )
+    lines: Annotated[dict[str, LineConfig], AfterValidator(topic_level_names)] = Field(
+        default_factory=dict
+    )

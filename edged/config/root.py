@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, Field, PrivateAttr
 
-from edged.config.base import StrictModel
-from edged.config.camera import NAME, CameraConfig
+from edged.config.base import NAME, StrictModel, topic_level_names
+from edged.config.camera import CameraConfig
 from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
 
@@ -20,20 +20,10 @@ class Config(StrictModel):
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
-    models: dict[str, ModelConfig]
-    cameras: dict[str, CameraConfig]
+    models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
+    cameras: Annotated[dict[str, CameraConfig], AfterValidator(topic_level_names)]
     # where each value came from (file:line:col), filled by the loader for later errors
     _places: dict[Loc, str] = PrivateAttr(default_factory=dict)
-
-    @field_validator("cameras", "models")
-    @classmethod
-    def _names(cls, v: dict[str, object]) -> dict[str, object]:
-        for name in v:
-            if not re.match(NAME, name):
-                raise ValueError(
-                    f"name {name!r} must match {NAME} (it becomes an MQTT topic level)"
-                )
-        return v
 
     def reference_errors(self) -> list[tuple[Loc, str]]:
         """Errors that span sections (a camera naming a model that isn't defined)."""
