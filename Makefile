@@ -13,12 +13,17 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .PHONY: setup system-deps demo test lint clean
 
-# Debian/Ubuntu packages: a Python that can make venvs, and Mosquitto (broker and clients).
+# Debian/Ubuntu packages: a Python that can make venvs, Mosquitto (broker and clients), and
+# GStreamer's RTSP server with the system Python's bindings (the tests' RTSP camera).
+GST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 system-deps:
 	@missing=()
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 	command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+	/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null \
+	  && gst-inspect-1.0 rtph264pay >/dev/null 2>&1 && gst-inspect-1.0 h264parse >/dev/null 2>&1 \
+	  || missing+=($(GST_PACKAGES) gstreamer1.0-tools)
 	if [ $${#missing[@]} -gt 0 ]; then
 	  echo "installing Debian packages: $${missing[*]}"
 	  $(SUDO) apt-get update -qq

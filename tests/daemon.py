@@ -72,6 +72,7 @@ class Daemon:
         for line in self.proc.stderr:
             with self._cond:
                 self.stderr += line
+                self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
         with self._cond:
