@@ -3,18 +3,22 @@ growing delay, and SIGTERM still ends the daemon within 5 s."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from edged.config.camera import SourceConfig
 from edged.sources.factory import make_source
 from edged.sources.slot import FrameSlot
+from tests.conftest import free_port
 from tests.daemon import Daemon, camera_config
 from tests.paths import CLIP
 
@@ -145,3 +149,43 @@ def test_latency_stays_bounded_when_inference_is_slower_than_the_camera() -> Non
     assert max(ages) < interval + 0.05, ages
     assert slot.dropped >= 8, slot.dropped
     assert np.all(np.diff([a for a in ages]) < interval)
+
+
+def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Two cameras: one cannot connect, the other plays the clip to its end; the metrics
+    endpoint reports both."""
+    port = free_port()
+    config = camera_config(
+        tmp_path,
+        {"uri": str(CLIP), "realtime": False},
+        metrics={"host": "127.0.0.1", "port": port},
+        stats_interval_s=0.3,
+    )
+    data = yaml.safe_load(config.read_text())
+    data["cameras"]["broken"] = {
+        "source": {"uri": f"rtsp://127.0.0.1:{closed_port()}/x", "reconnect": {"floor_s": 0.2}},
+        "detect": {"model": "coco"},
+    }
+    config.write_text(yaml.safe_dump(data))
+    daemon = Daemon(config)
+    try:
+        assert daemon.wait_for(
+            lambda ev: any(
+                e["kind"] == "stats" and e["cameras"]["cam"]["processed"] == 150 for e in ev
+            ),
+            60,
+        ), daemon.stderr
+        statuses = {(s["camera"], s["status"]) for s in daemon.statuses()}
+        assert ("broken", "reconnecting") in statuses and ("cam", "online") in statuses
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert 'edged_frames_processed_total{camera="cam"} 150.0' in text
+        assert 'edged_frames_dropped_total{camera="cam"} 0.0' in text
+        assert 'edged_source_up{camera="broken"} 0.0' in text
+        reconnects = re.search(r'edged_source_reconnects_total\{camera="broken"\} (\d+)', text)
+        assert reconnects and int(reconnects.group(1)) >= 1
+        # the daemon keeps running for the camera that may still come back
+        assert daemon.proc.poll() is None
+        assert daemon.terminate(within=5.0) < 5.0
+    finally:
+        daemon.kill()
