@@ -12,8 +12,9 @@ import yaml
 
 from edged.config.model import ModelConfig
 from edged.models.detector import Detector, load_detector
-from edged.models.manifest import ModelError, load_manifest, sha256_of
-from edged.models.nanodet import NanoDetAdapter
+from edged.models.manifest import ModelError, decode_spec, load_manifest, sha256_of
+from edged.models.nanodet import NanoDetAdapter, NanoDetDecode
+from edged.models.preprocess import place
 from tests.paths import CLIP, MODEL
 
 # The three pedestrians clearly visible in the clip's first frame (x1, y1, x2, y2, pixels).
@@ -81,13 +82,14 @@ def test_gfl_decode_on_known_tensors() -> None:
     """One anchor of the stride-16 grid with a known side distribution gives an exact box."""
     manifest = load_manifest(MODEL, verify=False)
     adapter = NanoDetAdapter(manifest)
+    strides = decode_spec(manifest, NanoDetDecode).outputs
     outputs = {}
     sizes = {8: 52, 16: 26, 32: 13}
-    for spec in manifest.outputs:
+    for spec in strides:
         n = sizes[spec.stride] ** 2
         outputs[spec.scores] = np.zeros((1, n, 80), np.float32)
         outputs[spec.boxes] = np.full((1, n, 44), -50.0, np.float32)
-    s16 = next(o for o in manifest.outputs if o.stride == 16)
+    s16 = next(o for o in strides if o.stride == 16)
     row, col = 5, 7  # anchor centre (7.5·16, 5.5·16) = (120, 88) in the 416² input
     anchor = row * 26 + col
     outputs[s16.scores][0, anchor, 2] = 0.9  # "car"
@@ -96,7 +98,7 @@ def test_gfl_decode_on_known_tensors() -> None:
     for side, bin_ in enumerate([2, 1, 3, 4]):  # left, top, right, bottom in strides
         logits[side, bin_] = 50.0
     outputs[s16.boxes][0, anchor] = logits.ravel()
-    dets = adapter.postprocess(outputs, 0, (832, 416), 0.5, 0.5)
+    dets = adapter.postprocess(outputs, 0, place(manifest.input, 832, 416), 0.5, 0.5)
     assert len(dets) == 1 and int(dets.class_id[0]) == 2
     expected = np.array([120 - 32, 88 - 16, 120 + 48, 88 + 64], np.float32) * [2, 1, 2, 1]
     np.testing.assert_allclose(dets.xyxy[0], expected, atol=1e-3)
@@ -140,3 +142,22 @@ def test_shipped_manifest_matches_the_model() -> None:
     manifest = load_manifest(MODEL)
     assert manifest.family == "nanodet"
     assert len(manifest.labels) == 80 and manifest.labels[0] == "person"
+
+
+def test_letterbox_places_and_maps_back() -> None:
+    from edged.models.manifest import InputSpec
+    from edged.models.preprocess import ImagePreprocessor
+
+    spec = InputSpec(
+        name="images", size=(640, 640), color="RGB", resize="letterbox", std=(255,) * 3
+    )
+    geo = place(spec, 768, 576)
+    assert geo.scale == (640 / 768, 480 / 576) and geo.pad == (0.0, 80.0)
+    box = np.array([[100, 100, 200, 300]], np.float32)
+    in_input = box * [geo.scale[0], geo.scale[1]] * 2 + [0, 80, 0, 80]
+    np.testing.assert_allclose(geo.to_source(in_input.astype(np.float32)), box, atol=1e-3)
+    image = np.full((576, 768, 3), (10, 20, 30), np.uint8)
+    out = np.empty((3, 640, 640), np.float32)
+    ImagePreprocessor(spec)(image, out)
+    assert out[0, 0, 0] == pytest.approx(114 / 255) and out[0, 320, 320] == pytest.approx(30 / 255)
+    assert out[2, 320, 320] == pytest.approx(10 / 255)  # RGB order

@@ -41,13 +41,13 @@ class Detector:
         results: list[Detections] = []
         for start in range(0, len(images), self.max_batch):
             chunk = images[start : start + self.max_batch]
-            for i, image in enumerate(chunk):
-                self.adapter.preprocess(image, self._batch[i])
+            geometry = [
+                self.adapter.preprocess(image, self._batch[i]) for i, image in enumerate(chunk)
+            ]
             outputs = self.engine.run({self.adapter.input_name: self._batch[: len(chunk)]})
-            for i, image in enumerate(chunk):
+            for i, geo in enumerate(geometry):
                 k = start + i
-                size = (image.shape[1], image.shape[0])
-                results.append(self.adapter.postprocess(outputs, i, size, min_score[k], nms_iou[k]))
+                results.append(self.adapter.postprocess(outputs, i, geo, min_score[k], nms_iou[k]))
         return results
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError
 
 from edged.config.base import StrictModel
+
+T = TypeVar("T", bound=StrictModel)
 
 
 class ModelError(Exception):
@@ -21,27 +23,31 @@ class InputSpec(StrictModel):
     size: tuple[int, int] = Field(description="width, height")
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color: Literal["BGR", "RGB"] = "BGR"
-    resize: Literal["stretch"] = "stretch"
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    pad_value: int = Field(114, ge=0, le=255, description="letterbox border grey level")
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
-class StrideOutputs(StrictModel):
-    stride: int = Field(gt=0)
-    scores: str
-    boxes: str
+Family = Literal["nanodet", "yolov5", "yolov8", "yolov8-seg", "rtdetr", "selfie"]
 
 
 class Manifest(StrictModel):
+    """``decode`` holds what the family's adapter needs to read the outputs; each adapter
+    validates it with its own model, so a wrong key names the manifest and the field."""
+
     name: str
-    family: Literal["nanodet"]
+    family: Family
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     license: str
     source: str
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    derived_from: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the FP32 model this came from"
+    )
     input: InputSpec
-    outputs: list[StrideOutputs]
-    reg_max: int = Field(gt=0)
+    decode: dict[str, Any] = Field(default_factory=dict)
     labels: list[str] = Field(min_length=1)
 
 
@@ -81,3 +87,14 @@ def load_manifest(model_path: Path, verify: bool = True) -> Manifest:
                 "(corrupt or replaced file)"
             )
     return manifest
+
+
+def decode_spec(manifest: Manifest, model: type[T]) -> T:
+    """The family-specific ``decode`` section, validated, with errors naming the manifest."""
+    try:
+        return model.model_validate(manifest.decode)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"decode.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelError(f"{manifest.file} manifest: {problems}") from None

@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
+from edged.config.base import StrictModel
 from edged.detections import Detections
-from edged.models.manifest import Manifest
+from edged.models.manifest import Manifest, decode_spec
 from edged.models.nms import nms_per_class
-from edged.models.preprocess import StretchNormalizer
+from edged.models.preprocess import Geometry, ImagePreprocessor
 
 MAX_CANDIDATES = 1000
 MAX_DETECTIONS = 300
+
+
+class StrideOutputs(StrictModel):
+    stride: int = Field(gt=0)
+    scores: str
+    boxes: str
+
+
+class NanoDetDecode(StrictModel):
+    outputs: list[StrideOutputs] = Field(min_length=1)
+    reg_max: int = Field(gt=0)
 
 
 class NanoDetAdapter:
     """Preprocess and postprocess for NanoDet as described by its manifest."""
 
     def __init__(self, manifest: Manifest) -> None:
+        spec = decode_spec(manifest, NanoDetDecode)
         self.labels = manifest.labels
         self.input_name = manifest.input.name
-        self.preprocess = StretchNormalizer(manifest.input)
+        self.preprocess = ImagePreprocessor(manifest.input)
         width, height = manifest.input.size
-        self._size = np.array([width, height, width, height], np.float32)
-        self._names = [(o.scores, o.boxes) for o in manifest.outputs]
-        self._bins = manifest.reg_max + 1
+        self._names = [(o.scores, o.boxes) for o in spec.outputs]
+        self._bins = spec.reg_max + 1
         centres, strides = [], []
-        for out in manifest.outputs:
+        for out in spec.outputs:
             gw, gh = width // out.stride, height // out.stride
             ys, xs = np.mgrid[0:gh, 0:gw]
             c = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * out.stride
@@ -43,11 +56,11 @@ class NanoDetAdapter:
         self,
         outputs: dict[str, np.ndarray],
         item: int,
-        source_size: tuple[int, int],
+        geometry: Geometry,
         min_score: float,
         nms_iou: float,
     ) -> Detections:
-        """Detections of batch item ``item`` in the pixels of a ``source_size`` (w, h) frame."""
+        """Detections of batch item ``item``, in the pixels of the source picture."""
         scores = np.concatenate([outputs[s][item] for s, _ in self._names])
         rows, cls = np.nonzero(scores >= min_score)
         if len(rows) == 0:
@@ -62,9 +75,7 @@ class NanoDetAdapter:
         centre = self._centres[rows]
         side = dist[pos] * self._strides[rows, None]
         xyxy = np.concatenate([centre - side[:, :2], centre + side[:, 2:]], axis=1)
-        xyxy = np.clip(xyxy, 0.0, self._size)
-        w, h = source_size
-        xyxy *= np.array([w, h, w, h], np.float32) / self._size
+        xyxy = geometry.to_source(xyxy)
         keep = nms_per_class(xyxy, conf, cls, nms_iou, MAX_DETECTIONS)
         return Detections(
             xyxy=xyxy[keep].astype(np.float32),

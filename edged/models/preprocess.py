@@ -1,6 +1,9 @@
-"""Resize and normalise a BGR frame into a preallocated CHW float32 tensor."""
+"""Resize and normalise a BGR frame into one item of a preallocated input tensor, and map
+boxes back to source pixels."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -8,8 +11,41 @@ import numpy as np
 from edged.models.manifest import InputSpec
 
 
-class StretchNormalizer:
-    """Stretch-resize then ``(x − mean) / std`` per channel.
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """How a source picture was placed in the model input: ``input = source · scale + pad``."""
+
+    source_size: tuple[int, int]
+    scale: tuple[float, float]
+    pad: tuple[float, float]
+
+    def to_source(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes (N×4, model-input pixels) in source pixels, clipped to the picture."""
+        sx, sy = self.scale
+        px, py = self.pad
+        w, h = self.source_size
+        out = (xyxy - np.array([px, py, px, py], np.float32)) / np.array(
+            [sx, sy, sx, sy], np.float32
+        )
+        np.clip(out, 0.0, np.array([w, h, w, h], np.float32), out=out)
+        return out.astype(np.float32, copy=False)
+
+
+def place(spec: InputSpec, width: int, height: int) -> Geometry:
+    """Stretch fills the input; letterbox keeps the aspect ratio and centres the picture
+    (Ultralytics' rounding, so boxes match its exports)."""
+    in_w, in_h = spec.size
+    if spec.resize == "stretch":
+        return Geometry((width, height), (in_w / width, in_h / height), (0.0, 0.0))
+    r = min(in_w / width, in_h / height)
+    new_w, new_h = round(width * r), round(height * r)
+    left = round((in_w - new_w) / 2 - 0.1)
+    top = round((in_h - new_h) / 2 - 0.1)
+    return Geometry((width, height), (new_w / width, new_h / height), (float(left), float(top)))
+
+
+class ImagePreprocessor:
+    """Resize (stretch or letterbox) then ``(x − mean) / std`` per channel.
 
     Normalisation is a 256-entry lookup table per channel: one gather per pixel instead of a
     float subtract and divide, measured 0.65 ms vs 4.4 ms (768×576 → 416², one core), with
@@ -17,6 +53,7 @@ class StretchNormalizer:
     """
 
     def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
         self.width, self.height = spec.size
         self.layout = spec.layout
         levels = np.arange(256, dtype=np.float32)
@@ -25,20 +62,30 @@ class StretchNormalizer:
         self._lut = ((levels[None, :] - mean[:, None]) / std[:, None]).astype(np.float32)
         # frames arrive BGR; channel c of the tensor reads source channel _src[c]
         self._src = (0, 1, 2) if spec.color == "BGR" else (2, 1, 0)
-        self._resized = np.empty((self.height, self.width, 3), np.uint8)
+        self._canvas = np.empty((self.height, self.width, 3), np.uint8)
+        self._geometry: dict[tuple[int, int], Geometry] = {}
 
     def shape(self) -> tuple[int, int, int]:
         if self.layout == "NCHW":
             return (3, self.height, self.width)
         return (self.height, self.width, 3)
 
-    def __call__(self, image: np.ndarray, out: np.ndarray) -> None:
+    def __call__(self, image: np.ndarray, out: np.ndarray) -> Geometry:
         """Write ``image`` (H×W×3 BGR uint8) into ``out`` (one item of the batch tensor)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an H×W×3 uint8 BGR image, got {image.shape} {image.dtype}")
-        cv2.resize(
-            image, (self.width, self.height), dst=self._resized, interpolation=cv2.INTER_LINEAR
-        )
+        h, w = image.shape[:2]
+        geo = self._geometry.get((w, h))
+        if geo is None:
+            geo = self._geometry[(w, h)] = place(self.spec, w, h)
+        if self.spec.resize == "stretch":
+            cv2.resize(image, (self.width, self.height), dst=self._canvas)
+        else:
+            left, top = int(geo.pad[0]), int(geo.pad[1])
+            new_w, new_h = round(w * geo.scale[0]), round(h * geo.scale[1])
+            self._canvas[:] = self.spec.pad_value
+            self._canvas[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h))
         for c, src in enumerate(self._src):
             target = out[c] if self.layout == "NCHW" else out[..., c]
-            np.take(self._lut[c], self._resized[:, :, src], out=target)
+            np.take(self._lut[c], self._canvas[:, :, src], out=target)
+        return geo
