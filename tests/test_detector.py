@@ -154,7 +154,7 @@ def test_letterbox_places_and_maps_back() -> None:
     geo = place(spec, 768, 576)
     assert geo.scale == (640 / 768, 480 / 576) and geo.pad == (0.0, 80.0)
     box = np.array([[100, 100, 200, 300]], np.float32)
-    in_input = box * [geo.scale[0], geo.scale[1]] * 2 + [0, 80, 0, 80]
+    in_input = box * ([geo.scale[0], geo.scale[1]] * 2) + [0, 80, 0, 80]
     np.testing.assert_allclose(geo.to_source(in_input.astype(np.float32)), box, atol=1e-3)
     image = np.full((576, 768, 3), (10, 20, 30), np.uint8)
     out = np.empty((3, 640, 640), np.float32)
