@@ -66,8 +66,7 @@ def pipeline_fps(threads: int) -> tuple[float, int]:
         pipeline = Pipeline(config, sink)
         start = time.perf_counter()
         pipeline.start()
-        while not pipeline.finished:
-            time.sleep(0.01)
+        pipeline.wait(600)
         elapsed = time.perf_counter() - start
         processed = pipeline.stats()["walkway"].processed
         pipeline.stop()

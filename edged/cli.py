@@ -49,15 +49,33 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(config: Config) -> list[str]:
     """Problems only visible with the models loaded: files, manifests, labels, geometry."""
     from edged.analytics.camera import CameraAnalytics
+    from edged.models.detector import ADAPTERS
     from edged.models.manifest import ModelError, load_manifest
+    from edged.models.segmenter import SEMANTIC_FAMILIES
 
     problems: list[FieldError] = []
     labels: dict[str, list[str]] = {}
+    families: dict[str, str] = {}
     for name, model in config.models.items():
         try:
-            labels[name] = load_manifest(model.path).labels
+            manifest = load_manifest(model.path)
         except ModelError as exc:
             problems.append(FieldError(("models", name, "path"), str(exc)))
+            continue
+        labels[name], families[name] = manifest.labels, manifest.family
+    for name, cam in config.cameras.items():
+        used = [("detect", cam.detect.model, ADAPTERS)]
+        if cam.segment is not None:
+            used.append(("segment", cam.segment.model, SEMANTIC_FAMILIES))
+        for section, model, allowed in used:
+            if model in families and families[model] not in allowed:
+                problems.append(
+                    FieldError(
+                        ("cameras", name, section, "model"),
+                        f"{model} is a {families[model]} model; {section} needs one of "
+                        f"{', '.join(sorted(allowed))}",
+                    )
+                )
     for name, cam in config.cameras.items():
         if cam.detect.model in labels:
             try:

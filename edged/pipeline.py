@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from edged.analytics.camera import CameraAnalytics
@@ -16,6 +17,7 @@ from edged.events.event import Event
 from edged.events.sink import EventSink
 from edged.frame import Frame
 from edged.models.detector import Detector, load_detector
+from edged.models.segmenter import Segmenter, load_segmenter
 from edged.sources.base import Source, SourceState, StateChange
 from edged.sources.factory import is_live, make_source
 from edged.sources.redact import redact
@@ -59,8 +61,10 @@ class CameraRuntime:
         detector: Detector,
         wake: threading.Condition,
         sink: EventSink,
+        segmenter: Segmenter | None = None,
     ) -> None:
         self.name = name
+        self.segmenter = segmenter
         self.config = config
         self.sink = sink
         self.analytics = CameraAnalytics(name, config, detector.labels)
@@ -112,7 +116,9 @@ class CameraRuntime:
                     self.sink.emit(self.analytics.finish())
                     return
                 frame, detections = item
-                self.sink.emit(self.analytics.process(frame, detections))
+                # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
+                people = None if self.segmenter is None else self.segmenter.segment(frame.image)
+                self.sink.emit(self.analytics.process(frame, detections, people))
                 self.processed += 1
         except Exception as exc:
             # a broken camera must not take the others down; it is reported and stays stopped
@@ -146,10 +152,18 @@ class CameraRuntime:
 class InferenceWorker:
     """Runs one model for every camera that uses it, taking the newest frame of each."""
 
-    def __init__(self, name: str, detector: Detector, wake: threading.Condition) -> None:
+    def __init__(
+        self,
+        name: str,
+        detector: Detector,
+        wake: threading.Condition,
+        batch_timeout_s: float = 0.0,
+    ) -> None:
         self.name = name
         self.detector = detector
         self.wake = wake
+        self.batch_timeout_s = batch_timeout_s
+        self.batch_sizes: Counter[int] = Counter()  # how many runs had each size
         self.cameras: list[CameraRuntime] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
@@ -167,26 +181,48 @@ class InferenceWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _collect(self, open_cams: list[CameraRuntime]) -> list[tuple[CameraRuntime, Frame]]:
-        """Frames waiting in the slots, round-robin so no camera starves another."""
-        batch: list[tuple[CameraRuntime, Frame]] = []
+    def _collect(
+        self, open_cams: list[CameraRuntime], batch: list[tuple[CameraRuntime, Frame]]
+    ) -> None:
+        """Add the frames waiting in the slots, round-robin so no camera starves another;
+        at most one frame per camera per batch."""
+        taken = {id(cam) for cam, _ in batch}
         n = len(open_cams)
         for k in range(n):
+            if len(batch) == self.detector.max_batch:
+                break
             cam = open_cams[(self._next + k) % n]
+            if id(cam) in taken:
+                continue
             frame = cam.slot.take()
             if frame is not None:
                 batch.append((cam, frame))
-                if len(batch) == self.detector.max_batch:
-                    self._next = (self._next + k + 1) % n
-                    break
-        return batch
+                taken.add(id(cam))
+        self._next = (self._next + 1) % max(n, 1)
+
+    def _fill(
+        self, open_cams: list[CameraRuntime], batch: list[tuple[CameraRuntime, Frame]]
+    ) -> None:
+        """A partial batch waits up to the batch timeout for frames of the other cameras,
+        when the engine can take them in one run."""
+        target = min(self.detector.max_batch, len(open_cams))
+        deadline = time.monotonic() + self.batch_timeout_s
+        while len(batch) < target and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.wake.wait(left)
+            self._collect(open_cams, batch)
 
     def _run(self) -> None:
         open_cams = list(self.cameras)
         try:
             while open_cams and not self._stop.is_set():
+                batch: list[tuple[CameraRuntime, Frame]] = []
                 with self.wake:
-                    batch = self._collect(open_cams)
+                    self._collect(open_cams, batch)
+                    if batch and self.batch_timeout_s > 0:
+                        self._fill(open_cams, batch)
                     if not batch:
                         finished = [c for c in open_cams if c.slot.finished]
                         for cam in finished:
@@ -200,6 +236,7 @@ class InferenceWorker:
                     [c.config.detect.min_score for c, _ in batch],
                     [c.config.detect.nms_iou for c, _ in batch],
                 )
+                self.batch_sizes[len(batch)] += 1
                 for (cam, frame), dets in zip(batch, detections, strict=True):
                     cam.queue.put((frame, dets))
         except Exception:
@@ -219,14 +256,22 @@ class Pipeline:
         self.workers: dict[str, InferenceWorker] = {}
         self.cameras: dict[str, CameraRuntime] = {}
         for model in sorted({c.detect.model for c in config.cameras.values() if c.enabled}):
+            mc = config.models[model]
             self.workers[model] = InferenceWorker(
-                model, load_detector(config.models[model]), threading.Condition()
+                model, load_detector(mc), threading.Condition(), mc.batch_timeout_ms / 1000
             )
+        segmenters: dict[str, Segmenter] = {}
         for name, cam in config.cameras.items():
             if not cam.enabled:
                 continue
             worker = self.workers[cam.detect.model]
-            runtime = CameraRuntime(name, cam, worker.detector, worker.wake, sink)
+            segmenter = None
+            if cam.segment is not None:
+                model = cam.segment.model
+                if model not in segmenters:
+                    segmenters[model] = load_segmenter(config.models[model])
+                segmenter = segmenters[model]
+            runtime = CameraRuntime(name, cam, worker.detector, worker.wake, sink, segmenter)
             worker.cameras.append(runtime)
             self.cameras[name] = runtime
 
@@ -240,6 +285,11 @@ class Pipeline:
     def finished(self) -> bool:
         """Every camera has ended and its last events are out."""
         return all(c.done for c in self.cameras.values())
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until every camera has ended and its last events are out (True), or timeout."""
+        deadline = time.monotonic() + timeout
+        return all(c.join(max(0.0, deadline - time.monotonic())) for c in self.cameras.values())
 
     def stop(self, timeout: float = 3.0) -> bool:
         """Stop sources, let frames in flight finish, and wait at most ``timeout`` in all;

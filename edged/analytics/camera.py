@@ -14,6 +14,7 @@ from edged.config.geometry import to_pixels
 from edged.detections import Detections
 from edged.events.event import Event
 from edged.frame import Frame
+from edged.models.segmenter import PersonMask
 from edged.tracking import ByteTracker, ByteTrackParams
 
 
@@ -75,6 +76,7 @@ class CameraAnalytics:
                 z.anchor,
                 class_filter(self.labels, z.classes),
                 z.loiter_s,
+                ratio=self._ratio_settings() if z.occupancy_ratio else None,
             )
             for name, z in self.config.zones.items()
         ]
@@ -96,14 +98,26 @@ class CameraAnalytics:
             except ValueError as exc:
                 raise FieldError(("cameras", self.camera, "lines", name), str(exc)) from None
 
-    def process(self, frame: Frame, detections: Detections) -> list[Event]:
+    def _ratio_settings(self) -> tuple[float, float] | None:
+        seg = self.config.segment
+        return None if seg is None else (seg.threshold, seg.min_change)
+
+    def process(
+        self, frame: Frame, detections: Detections, people: PersonMask | None = None
+    ) -> list[Event]:
         if self._size != (frame.width, frame.height):
             self._place(frame.width, frame.height)
         if self.keep is not None:
             detections = detections[np.isin(detections.class_id, self.keep)]
         objects = self.tracker.update(detections, frame.media_ts)
         tf = TrackedFrame(
-            self.camera, frame.media_ts, frame.wall_ts, objects, self.tracker.ended, self.labels
+            self.camera,
+            frame.media_ts,
+            frame.wall_ts,
+            objects,
+            self.tracker.ended,
+            self.labels,
+            people,
         )
         self._last = tf
         return self._analyse(tf)

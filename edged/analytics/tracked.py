@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edged.detections import Detections
+from edged.models.segmenter import PersonMask
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class TrackedFrame:
     objects: Detections
     ended: list[int]
     labels: list[str]
+    people: PersonMask | None = None
 
     def label(self, i: int) -> str:
         return self.labels[int(self.objects.class_id[i])]

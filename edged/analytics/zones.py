@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import shapely
 from shapely.geometry import Polygon
@@ -12,6 +13,7 @@ from edged.analytics.tracked import TrackedFrame
 from edged.detections import Anchor
 from edged.events import topics
 from edged.events.event import Event
+from edged.models.segmenter import PersonMask
 
 
 @dataclass(slots=True)
@@ -33,7 +35,10 @@ class Zone:
         anchor: Anchor,
         class_ids: np.ndarray | None,
         loiter_s: float | None,
+        ratio: tuple[float, float] | None = None,
     ) -> None:
+        """``ratio``: (person probability threshold, smallest change worth reporting) to
+        report the share of the zone covered by people."""
         self.camera = camera
         self.name = name
         self.polygon = Polygon(polygon)
@@ -43,6 +48,10 @@ class Zone:
         self.loiter_s = loiter_s
         self.members: dict[int, _Visit] = {}
         self._published: dict[str, int] | None = None
+        self.ratio = ratio
+        self._points = np.asarray(polygon, np.float64)
+        self._ratio_mask: np.ndarray | None = None
+        self._published_ratio: float | None = None
 
     def update(self, tf: TrackedFrame) -> list[Event]:
         events: list[Event] = []
@@ -67,19 +76,48 @@ class Zone:
                     visit.loitering = True
                     events.append(self._event(tf, "zone_loitering", tid, visit, None))
         counts = self.counts()
-        if counts != self._published:
+        ratio = self._covered(tf.people) if self.ratio is not None and tf.people else None
+        moved = ratio is not None and (
+            self._published_ratio is None or abs(ratio - self._published_ratio) >= self.ratio[1]  # type: ignore[index]
+        )
+        if counts != self._published or moved:
             self._published = counts
+            payload: dict[str, object] = {
+                "zone": self.name,
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
+            if ratio is not None:
+                self._published_ratio = ratio
+            if self._published_ratio is not None:
+                # a frame without a mask (the stream's end) keeps the last measured ratio
+                payload["ratio"] = round(self._published_ratio, 3)
             events.append(
                 Event(
                     kind="zone_occupancy",
                     camera=self.camera,
                     topic=topics.zone_occupancy(self.camera, self.name),
-                    payload={"zone": self.name, "counts": counts, "total": sum(counts.values())},
+                    payload=payload,
                     frame_ts=tf.wall_ts,
                     retain=True,
                 )
             )
         return events
+
+    def _covered(self, people: PersonMask) -> float:
+        """Share of the zone's area where a person is, at the segmenter's resolution."""
+        assert self.ratio is not None
+        prob = people.prob
+        if self._ratio_mask is None or self._ratio_mask.shape != prob.shape:
+            g = people.geometry
+            pts = self._points * np.array(g.scale) + np.array(g.pad)
+            mask = np.zeros(prob.shape, np.uint8)
+            cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+            self._ratio_mask = mask.astype(bool)
+        area = int(self._ratio_mask.sum())
+        if area == 0:
+            return 0.0
+        return float((people.covered(self.ratio[0]) & self._ratio_mask).sum()) / area
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

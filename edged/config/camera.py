@@ -100,6 +100,9 @@ class ZoneConfig(StrictModel):
     anchor: Anchor = Anchor.BOTTOM_CENTER
     classes: list[str] | None = None
     loiter_s: float | None = Field(None, gt=0, description="report objects staying this long")
+    occupancy_ratio: bool = Field(
+        False, description="report the share of the zone covered by people (needs segment)"
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -148,10 +151,21 @@ class LineConfig(StrictModel):
         return v
 
 
+class SegmentConfig(StrictModel):
+    """A person segmenter run on every detected frame, for zone occupancy ratios."""
+
+    model: str
+    threshold: float = Field(0.5, gt=0, lt=1, description="person probability that counts")
+    min_change: float = Field(
+        0.05, ge=0, le=1, description="report a zone's ratio when it moves this much"
+    )
+
+
 class CameraConfig(StrictModel):
     enabled: bool = True
     source: SourceConfig
     detect: DetectConfig
+    segment: SegmentConfig | None = None
     tracker: TrackerConfig = TrackerConfig()
     zones: Annotated[dict[str, ZoneConfig], AfterValidator(topic_level_names)] = Field(
         default_factory=dict

@@ -1,7 +1,8 @@
-"""Models (detectors) a device loads once and shares between cameras."""
+"""Models (detectors, segmenters) a device loads once and shares between cameras."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,14 +11,37 @@ from pydantic import Field, ValidationInfo, field_validator
 from edged.config.base import StrictModel
 from edged.config.paths import resolve
 
+Backend = Literal["auto", "cpu", "cuda", "tensorrt", "tensorrt-native"]
+
+
+def default_cache_dir() -> Path:
+    """systemd's CacheDirectory= when run as a service, else the user's cache."""
+    base = os.environ.get("CACHE_DIRECTORY") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edged"
+    )
+    return Path(base)
+
 
 class ModelConfig(StrictModel):
     path: Path
-    backend: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
-    precision: Literal["fp32"] = "fp32"
+    backend: Backend = Field(
+        "auto",
+        description="ONNX Runtime with the TensorRT, CUDA or CPU provider (auto: the best "
+        "present), or tensorrt-native: TensorRT plans built by `edged engine build`",
+    )
+    precision: Literal["fp32", "fp16", "int8"] | None = Field(
+        None,
+        description="what TensorRT builds; on CPU/CUDA the model file decides (absent: the "
+        "model's own precision)",
+    )
     threads: int = Field(2, ge=1, le=256, description="ONNX Runtime intra-op threads")
+    max_batch: int = Field(4, ge=1, le=64, description="frames per inference, across cameras")
+    batch_timeout_ms: float = Field(
+        5.0, ge=0, le=1000, description="how long a partial batch waits for more frames"
+    )
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="built engines")
 
-    @field_validator("path")
+    @field_validator("path", "cache_dir")
     @classmethod
     def _relative_to_config(cls, v: Path, info: ValidationInfo) -> Path:
         return resolve(v, info)

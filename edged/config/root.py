@@ -28,15 +28,28 @@ class Config(StrictModel):
     def reference_errors(self) -> list[tuple[Loc, str]]:
         """Errors that span sections (a camera naming a model that isn't defined)."""
         errors: list[tuple[Loc, str]] = []
+        known = ", ".join(sorted(self.models)) or "none"
         for name, cam in self.cameras.items():
-            if cam.detect.model not in self.models:
-                known = ", ".join(sorted(self.models)) or "none"
-                errors.append(
-                    (
-                        ("cameras", name, "detect", "model"),
-                        f"unknown model {cam.detect.model!r} (defined: {known})",
+            refs = [("detect", cam.detect.model)]
+            if cam.segment is not None:
+                refs.append(("segment", cam.segment.model))
+            for section, model in refs:
+                if model not in self.models:
+                    errors.append(
+                        (
+                            ("cameras", name, section, "model"),
+                            f"unknown model {model!r} (defined: {known})",
+                        )
                     )
-                )
+            if cam.segment is None:
+                for zone, z in cam.zones.items():
+                    if z.occupancy_ratio:
+                        errors.append(
+                            (
+                                ("cameras", name, "zones", zone, "occupancy_ratio"),
+                                "needs a person segmenter: add segment: {model: …} to the camera",
+                            )
+                        )
         if not any(c.enabled for c in self.cameras.values()):
             errors.append((("cameras",), "no enabled camera"))
         return errors

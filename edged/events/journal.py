@@ -69,8 +69,9 @@ class Journal:
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._last_seq: int = row[0] if row else 0
         if self._backlog:
-            log.info("journal %s: %d undelivered events from a previous run", self.path,
-                     self._backlog)
+            log.info(
+                "journal %s: %d undelivered events from a previous run", self.path, self._backlog
+            )
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Make a batch durable in one transaction; return the events with ``seq`` assigned.
@@ -86,16 +87,28 @@ class Journal:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for ev in events:
-                    cur = self._conn.execute(_INSERT, (
-                        ev.id, ev.kind, ev.camera, ev.topic, int(ev.retain), ev.ts, ev.frame_ts,
-                        ev.v, json.dumps(ev.payload, separators=(",", ":")),
-                    ))
+                    cur = self._conn.execute(
+                        _INSERT,
+                        (
+                            ev.id,
+                            ev.kind,
+                            ev.camera,
+                            ev.topic,
+                            int(ev.retain),
+                            ev.ts,
+                            ev.frame_ts,
+                            ev.v,
+                            json.dumps(ev.payload, separators=(",", ":")),
+                        ),
+                    )
                     out.append(replace(ev, seq=cur.lastrowid))
                 excess = self._backlog + len(out) - self.max_backlog
                 if excess > 0:
                     self._conn.execute(
                         "DELETE FROM events WHERE seq IN"
-                        " (SELECT seq FROM events ORDER BY seq LIMIT ?)", (excess,))
+                        " (SELECT seq FROM events ORDER BY seq LIMIT ?)",
+                        (excess,),
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -105,8 +118,14 @@ class Journal:
             self._last_seq = out[-1].seq
             self.dropped += excess
         if excess:
-            log.warning("journal %s: backlog above %d, dropped the %d oldest undelivered events"
-                        " (%d dropped in total)", self.path, self.max_backlog, excess, self.dropped)
+            log.warning(
+                "journal %s: backlog above %d, dropped the %d oldest undelivered events"
+                " (%d dropped in total)",
+                self.path,
+                self.max_backlog,
+                excess,
+                self.dropped,
+            )
         self.appended.set()
         return out
 
@@ -115,10 +134,21 @@ class Journal:
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit)).fetchall()
+                (after_seq, limit),
+            ).fetchall()
         return [
-            Event(kind=kind, camera=camera, topic=topic, payload=json.loads(payload),
-                  frame_ts=frame_ts, retain=bool(retain), id=id_, ts=ts, seq=seq, v=v)
+            Event(
+                kind=kind,
+                camera=camera,
+                topic=topic,
+                payload=json.loads(payload),
+                frame_ts=frame_ts,
+                retain=bool(retain),
+                id=id_,
+                ts=ts,
+                seq=seq,
+                v=v,
+            )
             for seq, id_, kind, camera, topic, retain, ts, frame_ts, v, payload in rows
         ]
 

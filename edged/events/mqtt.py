@@ -98,7 +98,8 @@ class MqttPublisher:
         connection (False)."""
         with self._progress:
             self._progress.wait_for(
-                lambda: self._journal.backlog() == 0 or not self.connected, timeout)
+                lambda: self._journal.backlog() == 0 or not self.connected, timeout
+            )
             return self._journal.backlog() == 0
 
     def start(self) -> None:
@@ -106,13 +107,18 @@ class MqttPublisher:
         if self._started:
             raise RuntimeError("MqttPublisher already started")
         self._started = True
-        log.info("MQTT connecting to %s:%d as %s (%d events pending)", self._config.host,
-                 self._config.port, self.client_id, self._journal.backlog())
-        self._client.connect_async(self._config.host, self._config.port,
-                                   keepalive=self._config.keepalive_s)
+        log.info(
+            "MQTT connecting to %s:%d as %s (%d events pending)",
+            self._config.host,
+            self._config.port,
+            self.client_id,
+            self._journal.backlog(),
+        )
+        self._client.connect_async(
+            self._config.host, self._config.port, keepalive=self._config.keepalive_s
+        )
         self._client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="edged-mqtt-publisher",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="edged-mqtt-publisher", daemon=True)
         self._thread.start()
 
     def stop(self, drain_timeout: float = 5.0) -> None:
@@ -129,8 +135,11 @@ class MqttPublisher:
         if self.connected and not self._say_offline():
             # "offline" is stuck behind unacknowledged events or a stalled link: drop the
             # connection without a DISCONNECT so that the broker publishes the last will.
-            log.warning("MQTT: 'offline' not acknowledged within %.1fs; closing the connection"
-                        " so the broker sends the last will", _OFFLINE_WAIT_S)
+            log.warning(
+                "MQTT: 'offline' not acknowledged within %.1fs; closing the connection"
+                " so the broker sends the last will",
+                _OFFLINE_WAIT_S,
+            )
             sock = self._client.socket()
             if sock is not None:
                 with contextlib.suppress(OSError):  # already closed by the network thread
@@ -151,18 +160,31 @@ class MqttPublisher:
 
     # -- network thread ---------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
-            log.error("MQTT connection to %s:%d refused: %s", self._config.host,
-                      self._config.port, reason_code)
+            log.error(
+                "MQTT connection to %s:%d refused: %s",
+                self._config.host,
+                self._config.port,
+                reason_code,
+            )
             return
-        log.info("MQTT connected to %s:%d (%s)", self._config.host, self._config.port,
-                 reason_code)
+        log.info("MQTT connected to %s:%d (%s)", self._config.host, self._config.port, reason_code)
         self._unreachable_logged = False
         # If stop() raced with this reconnect, do not leave a retained "online" behind.
-        client.publish(self.availability_topic,
-                       "offline" if self._stopping.is_set() else "online", qos=1, retain=True)
+        client.publish(
+            self.availability_topic,
+            "offline" if self._stopping.is_set() else "online",
+            qos=1,
+            retain=True,
+        )
         with self._progress:
             self._session += 1
         self._connected.set()
@@ -170,21 +192,35 @@ class MqttPublisher:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._unreachable_logged:
-            log.debug("MQTT broker %s:%d still unreachable", self._config.host,
-                      self._config.port)
+            log.debug("MQTT broker %s:%d still unreachable", self._config.host, self._config.port)
             return
         self._unreachable_logged = True
-        log.warning("MQTT broker %s:%d unreachable; retrying with backoff, events wait in the"
-                    " journal", self._config.host, self._config.port)
+        log.warning(
+            "MQTT broker %s:%d unreachable; retrying with backoff, events wait in the journal",
+            self._config.host,
+            self._config.port,
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self._connected.clear()
         with self._progress:
             self._progress.notify_all()
         level = logging.INFO if self._stopping.is_set() else logging.WARNING
-        log.log(level, "MQTT disconnected from %s:%d (%s); %d events pending", self._config.host,
-                self._config.port, reason_code, self._journal.backlog())
+        log.log(
+            level,
+            "MQTT disconnected from %s:%d (%s); %d events pending",
+            self._config.host,
+            self._config.port,
+            reason_code,
+            self._journal.backlog(),
+        )
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
         # With suppress_exceptions, paho reports an exception raised in one of our callbacks
@@ -195,8 +231,14 @@ class MqttPublisher:
         else:
             _paho_log.debug(buf)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self._acks.append(mid)
         self._journal.wake()
 
@@ -221,23 +263,31 @@ class MqttPublisher:
             self._seen_session = session
             self._inflight.clear()
             self._cursor = 0
-        while (self.connected and not self._stopping.is_set()
-               and len(self._inflight) < MAX_INFLIGHT):
-            batch = self._journal.pending(self._cursor,
-                                          min(_BATCH, MAX_INFLIGHT - len(self._inflight)))
+        while self.connected and not self._stopping.is_set() and len(self._inflight) < MAX_INFLIGHT:
+            batch = self._journal.pending(
+                self._cursor, min(_BATCH, MAX_INFLIGHT - len(self._inflight))
+            )
             if not batch:
                 return
             for ev in batch:
                 try:
-                    info = self._client.publish(f"{self._base}/{ev.topic}",
-                                                ev.to_json(self._device_id),
-                                                qos=self._config.qos, retain=ev.retain)
+                    info = self._client.publish(
+                        f"{self._base}/{ev.topic}",
+                        ev.to_json(self._device_id),
+                        qos=self._config.qos,
+                        retain=ev.retain,
+                    )
                 except ValueError as exc:
                     # An invalid topic (a wildcard in it) can never be published; kept, it
                     # would stay in the backlog forever.
                     self.rejected += 1
-                    log.error("MQTT: dropping event seq=%d id=%s, cannot publish to %r: %s",
-                              ev.seq, ev.id, ev.topic, exc)
+                    log.error(
+                        "MQTT: dropping event seq=%d id=%s, cannot publish to %r: %s",
+                        ev.seq,
+                        ev.id,
+                        ev.topic,
+                        exc,
+                    )
                     self._prune([ev.seq])
                     self._cursor = ev.seq
                     continue
