@@ -43,7 +43,35 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config (and its models) and exit")
     _config_args(check)
     sub.add_parser("schema", help="print the config's JSON Schema")
+    models = sub.add_parser("models", help="list the models (with manifests) in a folder")
+    models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
     return parser
+
+
+def _models(folder: str) -> int:
+    from pathlib import Path
+
+    from edged.models.manifest import ModelError, load_manifest
+
+    paths = sorted(Path(folder).glob("*.onnx"))
+    if not paths:
+        print(f"error: no .onnx models in {folder}", file=sys.stderr)
+        return 1
+    status = 0
+    for path in paths:
+        try:
+            m = load_manifest(path)
+        except ModelError as exc:
+            print(f"{path.name}: {exc}")
+            status = 1
+            continue
+        size = path.stat().st_size / 1e6
+        w, h = m.input.size
+        print(
+            f"{path.name}: {m.family} {m.precision} {w}x{h} {m.input.resize}, "
+            f"{len(m.labels)} labels, {size:.1f} MB, {m.license}, sha256 ok"
+        )
+    return status
 
 
 def _prepare(config: Config) -> list[str]:
@@ -108,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
+    if args.command == "models":
+        return _models(args.folder)
     config = _load(args)
     if config is None:
         return EXIT_CONFIG

@@ -172,3 +172,15 @@ def test_names_that_become_topic_levels_are_checked(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("      door:", "      front/door:"))
     with pytest.raises(ConfigError, match=r"cameras\.front\.zones: .*'front/door'"):
         load(path, env={})
+
+
+def test_models_lists_the_shipped_models() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edged", "models", str(MODEL.parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nanodet-g-416.onnx: nanodet fp32 416x416" in result.stdout
+    assert "selfie-256.onnx: selfie fp32 256x256" in result.stdout
