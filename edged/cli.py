@@ -43,9 +43,66 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config (and its models) and exit")
     _config_args(check)
     sub.add_parser("schema", help="print the config's JSON Schema")
+    engine = sub.add_parser("engine", help="TensorRT engines").add_subparsers(
+        dest="engine_command", required=True
+    )
+    build = engine.add_parser("build", help="build (or find in the cache) a TensorRT plan")
+    build.add_argument("model", help="an ONNX model with its manifest beside it")
+    build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    build.add_argument("--batch", type=int, default=1, help="largest batch the plan takes")
+    build.add_argument("--cache-dir", default=None, help="default: the config default")
+    build.add_argument(
+        "--graph-preprocess",
+        action="store_true",
+        help="prepend resize and normalisation to the graph first (preprocess: graph)",
+    )
     models = sub.add_parser("models", help="list the models (with manifests) in a folder")
     models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
     return parser
+
+
+def _engine_build(args: argparse.Namespace) -> int:
+    """Build a plan the way ``backend: tensorrt-native`` will look for it."""
+    from edged.config.model import ModelConfig
+    from edged.engines.base import EngineError
+    from edged.engines.build import BuildProgress, ensure_plan
+    from edged.models.detector import check_precision, prepared_model
+    from edged.models.manifest import ModelError, load_manifest
+
+    config = ModelConfig(
+        path=args.model,
+        backend="tensorrt-native",
+        precision=args.precision,
+        max_batch=args.batch,
+        preprocess="graph" if args.graph_preprocess else "cpu",
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    )
+    tty = sys.stderr.isatty()
+
+    def progress(report: BuildProgress) -> None:
+        if tty:
+            print(f"\r\x1b[2K{report}", end="", file=sys.stderr, flush=True)
+        elif report.event != "step":
+            print(report, file=sys.stderr)
+
+    try:
+        manifest = load_manifest(config.path)
+        precision = check_precision(config, manifest, "tensorrt-native")
+        source = prepared_model(config, manifest) if args.graph_preprocess else config.path
+        plan = ensure_plan(
+            source,
+            precision,
+            config.max_batch,
+            config.cache_dir / "plans",
+            config.cache_dir / "plans" / "timing.cache",
+            progress,
+            model_name=config.path.stem,
+        )
+    except (EngineError, ModelError) as exc:
+        print(("\n" if tty else "") + f"error: {exc}", file=sys.stderr)
+        return 1
+    print(("\n" if tty else "") + str(plan))
+    return 0
 
 
 def _models(folder: str) -> int:
@@ -138,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "models":
         return _models(args.folder)
+    if args.command == "engine":
+        return _engine_build(args)
     config = _load(args)
     if config is None:
         return EXIT_CONFIG

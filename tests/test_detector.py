@@ -161,3 +161,24 @@ def test_letterbox_places_and_maps_back() -> None:
     ImagePreprocessor(spec)(image, out)
     assert out[0, 0, 0] == pytest.approx(114 / 255) and out[0, 320, 320] == pytest.approx(30 / 255)
     assert out[2, 320, 320] == pytest.approx(10 / 255)  # RGB order
+
+
+def test_graph_preprocessing_finds_the_same_people(
+    detector: Detector, first_frame: np.ndarray, tmp_path: Path
+) -> None:
+    """preprocess: graph (what GPU backends use) through the real loading path, on the CPU."""
+    graph = load_detector(
+        ModelConfig(path=MODEL, backend="cpu", preprocess="graph", cache_dir=tmp_path)
+    )
+    assert graph.graph_input == "frames"
+    assert list((tmp_path / "prepared").glob("nanodet-g-416-*.onnx"))
+    cap = cv2.VideoCapture(str(CLIP))
+    frames = [cap.read()[1] for _ in range(60)][::20] + [first_frame]
+    cap.release()
+    n = len(frames)
+    cpu = detector.detect(frames, [0.3] * n, [0.5] * n)
+    gpu_path = graph.detect(frames, [0.3] * n, [0.5] * n)
+    for a, b in zip(cpu, gpu_path, strict=True):
+        confident = a[a.score >= 0.4]
+        overlap = iou(confident.xyxy, b.xyxy)
+        assert overlap.shape[0] == 0 or overlap.max(axis=1).min() >= 0.9

@@ -35,6 +35,11 @@ class ModelConfig(StrictModel):
         "model's own precision)",
     )
     threads: int = Field(2, ge=1, le=256, description="ONNX Runtime intra-op threads")
+    preprocess: Literal["auto", "cpu", "graph"] = Field(
+        "auto",
+        description="graph: resize and normalise inside the model, so a GPU engine does it "
+        "(auto: graph on GPU backends, the CPU's lookup tables otherwise)",
+    )
     max_batch: int = Field(4, ge=1, le=64, description="frames per inference, across cameras")
     batch_timeout_ms: float = Field(
         5.0, ge=0, le=1000, description="how long a partial batch waits for more frames"

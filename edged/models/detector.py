@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,12 @@ from edged.engines.onnxruntime import OrtEngine, auto_backend
 from edged.models.adapter import DetectionAdapter
 from edged.models.manifest import Manifest, ModelError, load_manifest
 from edged.models.nanodet import NanoDetAdapter
+from edged.models.preprocess import place
 from edged.models.rtdetr import RtDetrAdapter
 from edged.models.yolo import YoloV5Adapter, YoloV8Adapter
 from edged.models.yolo_seg import YoloV8SegAdapter
+
+log = logging.getLogger(__name__)
 
 ADAPTERS = {
     "nanodet": NanoDetAdapter,
@@ -27,9 +31,19 @@ ADAPTERS = {
 
 
 class Detector:
-    """Frames in, ``Detections`` in source pixels out."""
+    """Frames in, ``Detections`` in source pixels out.
 
-    def __init__(self, manifest: Manifest, engine: Engine, max_batch: int = 1) -> None:
+    With a prepared graph (``graph_input``), frames go to the engine as uint8 pictures and
+    the engine resizes and normalises them; frames of one size share a run.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        engine: Engine,
+        max_batch: int = 1,
+        graph_input: str | None = None,
+    ) -> None:
         self.manifest = manifest
         if manifest.family not in ADAPTERS:
             raise ModelError(
@@ -38,10 +52,12 @@ class Detector:
             )
         self.adapter: DetectionAdapter = ADAPTERS[manifest.family](manifest)
         self.engine = engine
-        if self.adapter.input_name not in engine.input_names:
+        self.graph_input = graph_input
+        wanted = graph_input or self.adapter.input_name
+        if wanted not in engine.input_names:
             raise ModelError(
-                f"{manifest.file}: manifest input {self.adapter.input_name!r} is not among the "
-                f"model's inputs {engine.input_names}"
+                f"{manifest.file}: input {wanted!r} is not among the model's inputs "
+                f"{engine.input_names}"
             )
         # a model exported with a fixed batch runs that; a dynamic one takes up to max_batch
         self.max_batch = engine.max_batch or max_batch
@@ -55,17 +71,35 @@ class Detector:
         self, images: list[np.ndarray], min_score: list[float], nms_iou: list[float]
     ) -> list[Detections]:
         """Detections for each image, with each image's own thresholds."""
-        results: list[Detections] = []
-        for start in range(0, len(images), self.max_batch):
-            chunk = images[start : start + self.max_batch]
-            geometry = [
-                self.adapter.preprocess(image, self._batch[i]) for i, image in enumerate(chunk)
-            ]
-            outputs = self.engine.run({self.adapter.input_name: self._batch[: len(chunk)]})
-            for i, geo in enumerate(geometry):
-                k = start + i
-                results.append(self.adapter.postprocess(outputs, i, geo, min_score[k], nms_iou[k]))
-        return results
+        results: list[Detections | None] = [None] * len(images)
+        for chunk in self._chunks(images):
+            if self.graph_input is None:
+                geometry = [
+                    self.adapter.preprocess(images[k], self._batch[i]) for i, k in enumerate(chunk)
+                ]
+                feeds = {self.adapter.input_name: self._batch[: len(chunk)]}
+            else:
+                h, w = images[chunk[0]].shape[:2]
+                geometry = [place(self.manifest.input, w, h)] * len(chunk)
+                feeds = {self.graph_input: np.stack([images[k] for k in chunk])}
+            outputs = self.engine.run(feeds)
+            for i, k in enumerate(chunk):
+                results[k] = self.adapter.postprocess(
+                    outputs, i, geometry[i], min_score[k], nms_iou[k]
+                )
+        return [r for r in results if r is not None]
+
+    def _chunks(self, images: list[np.ndarray]) -> list[list[int]]:
+        """Indices per engine run: up to ``max_batch``; of one picture size on a graph."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, image in enumerate(images):
+            key = image.shape if self.graph_input is not None else ()
+            groups.setdefault(key, []).append(k)
+        return [
+            idx[i : i + self.max_batch]
+            for idx in groups.values()
+            for i in range(0, len(idx), self.max_batch)
+        ]
 
 
 def check_precision(config: ModelConfig, manifest: Manifest, backend: str) -> str:
@@ -87,11 +121,48 @@ def check_precision(config: ModelConfig, manifest: Manifest, backend: str) -> st
     )
 
 
-def open_engine(config: ModelConfig, manifest: Manifest) -> Engine:
-    backend = auto_backend() if config.backend == "auto" else config.backend
+def resolved_backend(config: ModelConfig) -> str:
+    return auto_backend() if config.backend == "auto" else config.backend
+
+
+def uses_graph(config: ModelConfig) -> bool:
+    if config.preprocess == "auto":
+        return resolved_backend(config) != "cpu"
+    return config.preprocess == "graph"
+
+
+def prepared_model(config: ModelConfig, manifest: Manifest) -> Path:
+    """The model with its preprocessing prepended, made once per model file in the cache."""
+    from edged.engines.prepare import preparation_of, prepare_graph
+
+    path = config.cache_dir / "prepared" / f"{Path(manifest.file).stem}-{manifest.sha256[:16]}.onnx"
+    if not (path.is_file() and preparation_of(path) is not None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_graph(Path(config.path), manifest.input, path)
+        log.info("%s: preprocessing prepended to the graph → %s", manifest.file, path)
+    return path
+
+
+def open_engine(config: ModelConfig, manifest: Manifest, path: Path | None = None) -> Engine:
+    """The engine for ``path`` (default: the configured model file)."""
+    backend = resolved_backend(config)
     precision = check_precision(config, manifest, backend)
+    path = path or Path(config.path)
+    if backend == "tensorrt-native":
+        from edged.engines.build import ensure_plan
+        from edged.engines.tensorrt import TrtEngine
+
+        plan = ensure_plan(
+            path,
+            precision,
+            config.max_batch,
+            config.cache_dir / "plans",
+            config.cache_dir / "plans" / "timing.cache",
+            model_name=Path(manifest.file).stem,
+        )
+        return TrtEngine(plan)
     return OrtEngine(
-        Path(config.path),
+        path,
         backend=config.backend,
         threads=config.threads,
         precision=precision,
@@ -100,5 +171,10 @@ def open_engine(config: ModelConfig, manifest: Manifest) -> Engine:
 
 
 def load_detector(config: ModelConfig) -> Detector:
+    from edged.engines.prepare import FRAMES
+
     manifest = load_manifest(Path(config.path))
+    if uses_graph(config):
+        engine = open_engine(config, manifest, prepared_model(config, manifest))
+        return Detector(manifest, engine, config.max_batch, graph_input=FRAMES)
     return Detector(manifest, open_engine(config, manifest), config.max_batch)
