@@ -173,7 +173,7 @@ def test_graph_preprocessing_finds_the_same_people(
     assert graph.graph_input == "frames"
     assert list((tmp_path / "prepared").glob("nanodet-g-416-*.onnx"))
     cap = cv2.VideoCapture(str(CLIP))
-    frames = [cap.read()[1] for _ in range(60)][::20] + [first_frame]
+    frames = [*[cap.read()[1] for _ in range(60)][::20], first_frame]
     cap.release()
     n = len(frames)
     cpu = detector.detect(frames, [0.3] * n, [0.5] * n)
