@@ -56,6 +56,44 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="prepend resize and normalisation to the graph first (preprocess: graph)",
     )
+    calibrate = sub.add_parser("calibrate", help="make an INT8 (Q/DQ) model from real frames")
+    calibrate.add_argument("model", help="the FP32 ONNX model (manifest beside it)")
+    calibrate.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        default=[],
+        metavar="VIDEO",
+        help="video files or stream URIs to take frames from",
+    )
+    calibrate.add_argument("--config", help="also take frames from this config's cameras")
+    calibrate.add_argument("--frames", type=int, default=200, help="calibration frames")
+    calibrate.add_argument(
+        "--method",
+        choices=["minmax", "entropy", "percentile", "auto"],
+        default="minmax",
+        help="auto: try each, keep the one closest to FP32 on held-out frames",
+    )
+    calibrate.add_argument(
+        "--target",
+        choices=["cpu", "tensorrt"],
+        default="cpu",
+        help="cpu: uint8 activations (fastest on ONNX Runtime); tensorrt: symmetric int8",
+    )
+    calibrate.add_argument("--keep-head-fp32", action="store_true")
+    calibrate.add_argument("-o", "--output", help="default: <model>-int8.onnx")
+    convert = sub.add_parser("convert", help="make an FP16 model")
+    convert.add_argument("model", help="the FP32 ONNX model (manifest beside it)")
+    convert.add_argument("--fp16", action="store_true", required=True)
+    convert.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        default=[],
+        metavar="VIDEO",
+        help="frames to measure the change against FP32 on",
+    )
+    convert.add_argument("-o", "--output", help="default: <model>-fp16.onnx")
     models = sub.add_parser("models", help="list the models (with manifests) in a folder")
     models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
     return parser
@@ -102,6 +140,53 @@ def _engine_build(args: argparse.Namespace) -> int:
         print(("\n" if tty else "") + f"error: {exc}", file=sys.stderr)
         return 1
     print(("\n" if tty else "") + str(plan))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from edged.engines.calibration import collect_frames, config_sources
+    from edged.engines.quantize import QuantizeError, quantize_int8
+
+    sources = list(args.sources)
+    if args.config:
+        try:
+            sources += config_sources(load(args.config))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+    if not sources:
+        print("error: give frames with --from VIDEO… or --config CONFIG", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        frames = collect_frames(sources, args.frames)
+        report = quantize_int8(
+            args.model,
+            args.output,
+            frames,
+            method=args.method,
+            keep_head_fp32=args.keep_head_fp32,
+            target=args.target,
+        )
+    except (QuantizeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from edged.engines.calibration import collect_frames
+    from edged.engines.fp16 import convert_fp16
+    from edged.engines.quantize import QuantizeError
+
+    try:
+        frames = collect_frames(args.sources, 50) if args.sources else None
+        report = convert_fp16(args.model, args.output, frames=frames)
+    except (QuantizeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
     return 0
 
 
@@ -197,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(args.folder)
     if args.command == "engine":
         return _engine_build(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
+    if args.command == "convert":
+        return _convert(args)
     config = _load(args)
     if config is None:
         return EXIT_CONFIG

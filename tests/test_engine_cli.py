@@ -45,3 +45,62 @@ def test_graph_preprocessing_is_prepared_before_the_build(tmp_path: Path) -> Non
     result = build(tmp_path, "--precision", "fp16", "--graph-preprocess")
     assert result.returncode == 1 and "TensorRT is not installed" in result.stderr
     assert list((tmp_path / "prepared").glob("nanodet-g-416-*.onnx"))
+
+
+def test_calibrate_for_tensorrt_gives_symmetric_int8_that_runs_on_the_cpu(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edged.config.model import ModelConfig
+    from edged.models.detector import load_detector
+    from tests.paths import CLIP
+
+    out = tmp_path / "nd-int8.onnx"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edged",
+            "calibrate",
+            str(MODEL),
+            "--from",
+            str(CLIP),
+            "--frames",
+            "20",
+            "--target",
+            "tensorrt",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "int8 symmetric activations" in result.stdout
+    model = onnx.load(str(out))
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [
+        consts[n.input[2]]
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2
+    ]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    detector = load_detector(ModelConfig(path=out, backend="cpu"))
+    assert detector.manifest.precision == "int8"
+    import cv2
+
+    _, image = cv2.VideoCapture(str(CLIP)).read()
+    people = detector.detect([image], [0.5], [0.5])[0]
+    assert (people.class_id == 0).sum() >= 3
+
+
+def test_calibrate_without_frames_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edged", "calibrate", str(MODEL)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--from" in result.stderr
