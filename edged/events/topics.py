@@ -28,3 +28,12 @@ def zone(camera: str, name: str) -> str:
 
 def zone_occupancy(camera: str, name: str) -> str:
     return f"{camera}/zones/{name}/occupancy"
+
+
+def alerts(camera: str, kind: str) -> str:
+    return f"{camera}/alerts/{kind}"
+
+
+def scene(camera: str, name: str) -> str:
+    """Scene-specific state and events, e.g. ``<camera>/shelf/<slot>``, ``<camera>/traffic``."""
+    return f"{camera}/{name}"

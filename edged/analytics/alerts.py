@@ -1,0 +1,86 @@
+"""Alerts: conditions with a start and an end (like Frigate's new/update/end), never a
+stream of repeats."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged.events import topics
+from edged.events.event import Event
+
+
+@dataclass(slots=True)
+class _Active:
+    id: str
+    started: float
+    started_media: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Alerts:
+    """One camera's alerts, each keyed by (kind, subject), e.g. ("low_stock", "slot-2").
+
+    ``update(kind, subject, active, ...)`` is called every frame with the condition's current
+    truth; it returns a ``start`` event when a condition becomes true and an ``end`` event (with
+    the duration) when it stops, and nothing in between. Both carry the same alert ``id``.
+    """
+
+    def __init__(self, camera: str) -> None:
+        self.camera = camera
+        self.active: dict[tuple[str, str], _Active] = {}
+
+    def update(
+        self,
+        kind: str,
+        subject: str,
+        active: bool,
+        media_ts: float,
+        wall_ts: float,
+        details: dict[str, Any] | None = None,
+    ) -> list[Event]:
+        key = (kind, subject)
+        current = self.active.get(key)
+        if active and current is None:
+            current = self.active[key] = _Active(
+                str(uuid.uuid4()), wall_ts, media_ts, details or {}
+            )
+            return [self._event("start", kind, subject, current, wall_ts, media_ts)]
+        if not active and current is not None:
+            del self.active[key]
+            if details:
+                current.details.update(details)
+            return [self._event("end", kind, subject, current, wall_ts, media_ts)]
+        if active and current is not None and details:
+            current.details.update(details)
+        return []
+
+    def end_all(self, media_ts: float, wall_ts: float) -> list[Event]:
+        """End every active alert (the camera stopped)."""
+        events: list[Event] = []
+        for kind, subject in list(self.active):
+            events += self.update(kind, subject, False, media_ts, wall_ts)
+        return events
+
+    def _event(
+        self, state: str, kind: str, subject: str, a: _Active, wall_ts: float, media_ts: float
+    ) -> Event:
+        payload: dict[str, Any] = {
+            "alert": kind,
+            "subject": subject,
+            "state": state,
+            "alert_id": a.id,
+            "started": round(a.started, 6),
+            **a.details,
+        }
+        if state == "end":
+            payload["ended"] = round(wall_ts, 6)
+            payload["duration_s"] = round(media_ts - a.started_media, 3)
+        return Event(
+            kind="alert",
+            camera=self.camera,
+            topic=topics.alerts(self.camera, kind),
+            payload=payload,
+            frame_ts=wall_ts,
+        )

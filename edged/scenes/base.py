@@ -1,0 +1,19 @@
+"""What every scene module offers the camera's analytics."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edged.analytics.tracked import TrackedFrame
+from edged.events.event import Event
+from edged.frame import Frame
+
+
+class SceneModule(Protocol):
+    def update(self, frame: Frame, tf: TrackedFrame, events: list[Event]) -> list[Event]:
+        """This frame's scene events; ``events`` are the generic ones (zones, lines, objects)."""
+        ...
+
+    def finish(self, tf: TrackedFrame) -> list[Event]:
+        """The stream ended: end whatever is active."""
+        ...
