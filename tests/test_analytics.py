@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edged.analytics.lines import Line, in_direction
+from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
-from edged.analytics.zones import Zone
+from edged.analytics.zones import Zone, ZoneRules
 from edged.detections import Anchor, Detections
 
 LABELS = ["person", "car"]
@@ -36,7 +36,7 @@ SQUARE = np.array([[100, 100], [200, 100], [200, 200], [100, 200]], np.float64)
 
 
 def test_zone_enter_exit_occupancy_and_dwell() -> None:
-    zone = Zone("cam", "door", SQUARE, Anchor.BOTTOM_CENTER, None, None)
+    zone = Zone("cam", "door", SQUARE, Anchor.BOTTOM_CENTER, None)
     first = zone.update(frame(0.0, [(1, 50, 150, 0)]))
     assert kinds(first) == ["zone_occupancy"]
     assert first[0].retain and first[0].payload["total"] == 0
@@ -54,14 +54,71 @@ def test_zone_enter_exit_occupancy_and_dwell() -> None:
     assert kinds(ev) == ["zone_exit", "zone_occupancy"] and ev[1].payload["total"] == 0
 
 
-def test_zone_class_filter_and_loitering_once() -> None:
-    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, np.array([0]), loiter_s=2.0)
+def test_zone_class_filter_and_loitering_alert_starts_once_and_ends() -> None:
+    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, np.array([0]), ZoneRules(loiter_s=2.0))
     zone.update(frame(0.0, [(1, 150, 150, 0), (2, 150, 150, 1)]))
     assert list(zone.members) == [1]
-    assert "zone_loitering" not in kinds(zone.update(frame(1.9, [(1, 150, 150, 0)])))
+    assert "alert" not in kinds(zone.update(frame(1.9, [(1, 150, 150, 0)])))
     ev = zone.update(frame(2.0, [(1, 150, 150, 0)]))
-    assert kinds(ev) == ["zone_loitering"] and ev[0].payload["dwell_s"] == pytest.approx(2.0)
-    assert zone.update(frame(5.0, [(1, 150, 150, 0)])) == []
+    assert kinds(ev) == ["alert"]
+    assert ev[0].payload["alert"] == "loitering" and ev[0].payload["state"] == "start"
+    assert ev[0].topic == "cam/alerts/loitering" and ev[0].payload["track_id"] == 1
+    alert_id = ev[0].payload["alert_id"]
+    assert zone.update(frame(5.0, [(1, 150, 150, 0)])) == []  # no repeats
+    ev = zone.update(frame(6.0, [(1, 250, 150, 0)]))
+    end = [e for e in ev if e.kind == "alert"]
+    assert end[0].payload["state"] == "end"
+    assert end[0].payload["alert_id"] == alert_id
+    assert end[0].payload["duration_s"] == pytest.approx(4.0)
+    assert end[0].payload["dwell_s"] == pytest.approx(6.0)
+
+
+def test_zone_min_stay_ignores_passers_by() -> None:
+    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(min_stay_s=1.0))
+    zone.update(frame(0.0, [(1, 150, 150, 0)]))
+    # through the zone in 0.5 s: never entered, never exited, never counted
+    assert kinds(zone.update(frame(0.5, [(1, 250, 150, 0)]))) == []
+    zone.update(frame(1.0, [(2, 150, 150, 0)]))
+    ev = zone.update(frame(2.0, [(2, 150, 150, 0)]))
+    assert kinds(ev) == ["zone_enter", "zone_occupancy"] and ev[1].payload["total"] == 1
+    assert ev[0].payload["dwell_s"] == pytest.approx(1.0)
+
+
+def test_zone_min_stay_is_time_not_frames() -> None:
+    """The same 1 s stay at 5 fps and at 30 fps enters at the same moment."""
+    for fps in (5, 30):
+        zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(min_stay_s=1.0))
+        entered = None
+        for k in range(2 * fps):
+            t = k / fps
+            if "zone_enter" in kinds(zone.update(frame(t, [(1, 150, 150, 0)]))):
+                entered = t
+                break
+        assert entered == pytest.approx(1.0)
+
+
+def test_crowding_alert_with_start_and_end() -> None:
+    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(crowd_threshold=2))
+    assert "alert" not in kinds(zone.update(frame(0, [(1, 150, 150, 0)])))
+    ev = zone.update(frame(1, [(1, 150, 150, 0), (2, 160, 150, 0)]))
+    alerts = [e for e in ev if e.kind == "alert"]
+    assert alerts[0].payload["alert"] == "crowding" and alerts[0].payload["state"] == "start"
+    assert not [
+        e for e in zone.update(frame(2, [(1, 150, 150, 0), (2, 160, 150, 0)])) if e.kind == "alert"
+    ]
+    ev = zone.update(frame(3, [(1, 150, 150, 0), (2, 260, 150, 0)]))
+    alerts = [e for e in ev if e.kind == "alert"]
+    assert alerts[0].payload["state"] == "end" and alerts[0].payload["duration_s"] == 2
+
+
+def test_queue_length_and_wait_from_recent_stays() -> None:
+    zone = Zone("cam", "q", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(queue=True))
+    zone.update(frame(0, [(1, 150, 150, 0), (2, 160, 150, 0)]))
+    ev = zone.update(frame(30, [(1, 250, 150, 0), (2, 160, 150, 0)]))
+    queue = ev[-1].payload["queue"]
+    assert queue == {"length": 1, "wait_s": 30.0, "from_exits": 1}
+    ev = zone.update(frame(50, [(2, 260, 150, 0)]))
+    assert ev[-1].payload["queue"] == {"length": 0, "wait_s": 40.0, "from_exits": 2}
 
 
 def vertical_line(in_dir: str = "left_to_right") -> Line:
@@ -135,3 +192,93 @@ def test_object_lifecycle_new_update_end() -> None:
     assert [e.payload["type"] for e in ev] == ["end"]
     assert ev[0].payload["after"]["duration_s"] == pytest.approx(2.0)
     assert life.objects == {}
+
+
+def banded(cancel_s: float = 1.0, band_px: float = 5.0, segment: bool = True) -> Line:
+    pts = np.array([[100, 0], [100, 100]], np.float64)
+    rules = LineRules(band_px=band_px, cancel_s=cancel_s, segment=segment)
+    return Line("cam", "gate", pts, Anchor.BOTTOM_CENTER, None, "left_to_right", rules)
+
+
+def run_path(line: Line, xs: list[float], fps: float = 10.0, y: float = 50) -> list:
+    events = []
+    for k, x in enumerate(xs):
+        events += line.update(frame(k / fps, [(1, x, y, 0)]))
+    events += line.finish(frame(len(xs) / fps, []))
+    return [e for e in events if e.kind == "line_crossing"]
+
+
+def test_flicker_across_the_line_counts_nothing() -> None:
+    # a box whose anchor jitters ±12 px around the line for 3 s, then stays on its first side
+    xs = [88, 112, 89, 111, 90, 110] * 5 + [85] * 5
+    assert run_path(banded(), xs) == []
+
+
+def test_flicker_then_a_real_crossing_counts_once() -> None:
+    xs = [88, 112, 89, 111] + [120 + k for k in range(20)]
+    crossings = run_path(banded(), xs)
+    assert [c.payload["direction"] for c in crossings] == ["in"]
+
+
+def test_stopping_on_the_line_counts_once() -> None:
+    xs = [80, 90, 97, 99, 101, 103, 98, 102, 100, 99, 101] + [101] * 30 + [110, 120]
+    crossings = run_path(banded(), xs)
+    assert [c.payload["direction"] for c in crossings] == ["in"]
+
+
+def test_reversal_after_the_cancel_window_counts_both_ways() -> None:
+    xs = [80, 120] + [125] * 20 + [80]
+    crossings = run_path(banded(cancel_s=1.0), xs)
+    assert [c.payload["direction"] for c in crossings] == ["in", "out"]
+
+
+def test_skipping_the_band_between_two_frames_counts() -> None:
+    assert len(run_path(banded(band_px=10), [60, 140])) == 1
+
+
+def test_a_new_id_appearing_on_the_other_side_is_not_a_crossing() -> None:
+    """An id switch: track 1 ends left of the line, track 2 starts right of it."""
+    line = banded(cancel_s=0.0)
+    events = line.update(frame(0, [(1, 80, 50, 0)]))
+    events += line.update(frame(0.1, [(2, 120, 50, 0)], ended=[1]))
+    events += line.update(frame(0.2, [(2, 125, 50, 0)]))
+    assert [e for e in events if e.kind == "line_crossing"] == []
+
+
+def test_infinite_line_counts_crossings_beyond_the_drawn_points() -> None:
+    assert run_path(banded(segment=False), [80, 120], y=500)
+    assert not run_path(banded(segment=True), [80, 120], y=500)
+
+
+def test_crossing_is_reported_with_the_frame_it_happened_on() -> None:
+    crossings = run_path(banded(cancel_s=1.0), [80, 120] + [125] * 15)
+    assert crossings[0].frame_ts == 1000.0 + 0.1
+
+
+def test_unconfirmed_detections_never_count() -> None:
+    """Through the real tracker: a box seen for a single frame on each side is never a track,
+    so it can't cross; a steady one is counted once, after it was confirmed."""
+    from edged.tracking import ByteTracker, ByteTrackParams
+
+    tracker = ByteTracker(ByteTrackParams(min_hits=3))
+    line = banded(cancel_s=0.0)
+    crossings = []
+    for k in range(30):
+        x = 60 + 4 * k
+        boxes = [[x - 5, 30, x + 5, 50]]
+        if k in (5, 20):  # one-frame ghosts on either side of the line
+            boxes.append([150, 60, 160, 80] if k == 5 else [40, 60, 50, 80])
+        dets = Detections(
+            xyxy=np.array(boxes, np.float32),
+            score=np.full(len(boxes), 0.9, np.float32),
+            class_id=np.zeros(len(boxes), np.int32),
+        )
+        objects = tracker.update(dets, k / 10)
+        crossings += [
+            e
+            for e in line.update(
+                TrackedFrame("cam", k / 10, k / 10, objects, tracker.ended, LABELS)
+            )
+            if e.kind == "line_crossing"
+        ]
+    assert len(crossings) == 1 and crossings[0].payload["track_id"] == 1

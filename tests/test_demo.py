@@ -75,6 +75,10 @@ def test_demo_publishes_line_and_zone_events(mqtt_broker: Broker, tmp_path: Path
     totals = [m for m in by_topic["edged/demo/walkway/lines/walkway/totals"]]
     last = json.loads(totals[-1].payload)
     assert last["in_total"] + last["out_total"] == len(crossings)
+    # regression: the ground truth of these 150 frames has 4 people crossing the line, all
+    # walking away from the camera ("in"); measured: exactly that, and 11 zone entries
+    assert (last["in_total"], last["out_total"]) == (4, 0)
+    assert 9 <= len(enters) <= 13
     occupancy = json.loads(by_topic["edged/demo/walkway/zones/plaza/occupancy"][-1].payload)
     assert occupancy["total"] == 0  # the clip ended: every track ended and left
 

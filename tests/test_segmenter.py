@@ -57,7 +57,7 @@ def test_zone_occupancy_ratio_from_the_mask() -> None:
     empty.track_id = np.zeros(0, np.int64)
     geometry = Geometry((200, 100), (1.0, 2.0), (0.0, 0.0))  # 200×100 frame → 200×200 mask
     left = np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float64)
-    zone = Zone("cam", "left", left, Anchor.BOTTOM_CENTER, None, None, ratio=(0.5, 0.05))
+    zone = Zone("cam", "left", left, Anchor.BOTTOM_CENTER, None, ratio=(0.5, 0.05))
     prob = np.zeros((200, 200), np.float32)
     prob[:, :50] = 0.9  # people over the left half of the zone
     tf = TrackedFrame("cam", 0.0, 1.0, empty, [], ["person"], PersonMask(prob, geometry))

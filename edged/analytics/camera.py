@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edged.analytics.lines import Line, in_direction
+from edged.analytics.alerts import Alerts
+from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame, class_filter
-from edged.analytics.zones import Zone
+from edged.analytics.zones import Zone, ZoneRules
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
@@ -15,6 +16,8 @@ from edged.detections import Detections
 from edged.events.event import Event
 from edged.frame import Frame
 from edged.models.segmenter import PersonMask
+from edged.scenes.base import SceneModule
+from edged.scenes.factory import make_scene
 from edged.tracking import ByteTracker, ByteTrackParams
 
 
@@ -40,9 +43,12 @@ class CameraAnalytics:
             )
         )
         self.lifecycle = ObjectLifecycle(camera)
+        self.alerts = Alerts(camera)
         self.zones: list[Zone] = []
         self.lines: list[Line] = []
         self._size: tuple[int, int] | None = None
+        self.scene: SceneModule | None = None
+        self._last_frame: Frame | None = None
         self._last: TrackedFrame | None = None
 
     def check_geometry(self) -> None:
@@ -65,9 +71,12 @@ class CameraAnalytics:
             class_filter(self.labels, self.config.detect.classes)
         except ValueError as exc:
             raise FieldError((*base, "detect", "classes"), str(exc)) from None
+        # a scene checks its own settings when built; build one now so errors show at start
+        make_scene(self.camera, self.config, self.labels, 1920, 1080)
 
     def _place(self, width: int, height: int) -> None:
         self._size = (width, height)
+        self.scene = make_scene(self.camera, self.config, self.labels, width, height)
         self.zones = [
             Zone(
                 self.camera,
@@ -75,7 +84,8 @@ class CameraAnalytics:
                 to_pixels(z.polygon, width, height),
                 z.anchor,
                 class_filter(self.labels, z.classes),
-                z.loiter_s,
+                ZoneRules(z.min_stay_s, z.loiter_s, z.crowd_threshold, z.queue),
+                self.alerts,
                 ratio=self._ratio_settings() if z.occupancy_ratio else None,
             )
             for name, z in self.config.zones.items()
@@ -85,6 +95,11 @@ class CameraAnalytics:
             pts = to_pixels(ln.points, width, height)
             try:
                 in_dir = in_direction(pts, ln.directions.in_, ln.directions.out)
+                rules = LineRules(
+                    band_px=ln.hysteresis * float(np.hypot(width, height)),
+                    cancel_s=ln.cancel_s,
+                    segment=ln.segment,
+                )
                 self.lines.append(
                     Line(
                         self.camera,
@@ -93,6 +108,7 @@ class CameraAnalytics:
                         ln.anchor,
                         class_filter(self.labels, ln.classes),
                         in_dir,
+                        rules,
                     )
                 )
             except ValueError as exc:
@@ -119,14 +135,17 @@ class CameraAnalytics:
             self.labels,
             people,
         )
-        self._last = tf
-        return self._analyse(tf)
+        self._last, self._last_frame = tf, frame
+        events = self._analyse(tf)
+        if self.scene is not None:
+            events += self.scene.update(frame, tf, events)
+        return events
 
     def _analyse(self, tf: TrackedFrame) -> list[Event]:
         zone_events = [e for z in self.zones for e in z.update(tf)]
         zones_of: dict[int, tuple[str, ...]] = {}
         for z in self.zones:
-            for tid in z.members:
+            for tid in z.inside:
                 zones_of[tid] = (*zones_of.get(tid, ()), z.name)
         events = self.lifecycle.update(tf, zones_of)
         events += zone_events
@@ -140,7 +159,7 @@ class CameraAnalytics:
 
     def finish(self) -> list[Event]:
         """End every live object, as if all tracks ended on the last frame seen."""
-        if self._last is None or not self.lifecycle.objects:
+        if self._last is None:
             return []
         ended = list(self.lifecycle.objects)
         tf = TrackedFrame(
@@ -151,4 +170,12 @@ class CameraAnalytics:
             ended,
             self.labels,
         )
-        return self._analyse(tf)
+        events = self._analyse(tf)
+        for line in self.lines:
+            events += line.finish(tf)
+        if self.scene is not None:
+            assert self._last_frame is not None
+            # the scene sees the last events (crossings confirmed at the end) before it ends
+            events += self.scene.update(self._last_frame, tf, events)
+            events += self.scene.finish(tf)
+        return events + self.alerts.end_all(tf.media_ts, tf.wall_ts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import shapely
 from shapely.geometry import LineString
@@ -37,9 +39,32 @@ def in_direction(points: np.ndarray, in_dir: str | None, out_dir: str | None) ->
     return "left_to_right" if dy >= dx else "top_to_bottom"
 
 
+@dataclass(frozen=True, slots=True)
+class LineRules:
+    """``band_px``: an object counts as on a side only once its anchor is this far from the
+    line (jitter and stopping on the line change nothing); ``cancel_s``: a crossing is
+    confirmed after this long, and a crossing back before then cancels both (a box
+    flickering across counts zero times, not twice); ``segment``: count only crossings of the
+    drawn segment (False: of the infinite line through it)."""
+
+    band_px: float = 0.0
+    cancel_s: float = 0.0
+    segment: bool = True
+
+
+@dataclass(slots=True)
+class _Crossing:
+    track_id: int
+    direction: str
+    media_ts: float
+    wall_ts: float
+    label: str
+    score: float
+    box: list[float]
+
+
 class Line:
-    """Counts confirmed tracks whose anchor moves from one side of the segment to the other,
-    and whose step between two frames actually crosses the segment (not its extension)."""
+    """Directional counting of confirmed tracks across a line, per class."""
 
     def __init__(
         self,
@@ -49,13 +74,16 @@ class Line:
         anchor: Anchor,
         class_ids: np.ndarray | None,
         in_dir: str,
+        rules: LineRules = LineRules(),
     ) -> None:
         self.camera = camera
         self.name = name
         self.anchor = anchor
         self.class_ids = class_ids
+        self.rules = rules
         self.p0 = points[0].astype(np.float64)
         self.d = (points[1] - points[0]).astype(np.float64)
+        self._length = float(np.hypot(*self.d))
         self.segment = LineString(points)
         shapely.prepare(self.segment)
         normal = np.array([-self.d[1], self.d[0]])
@@ -67,15 +95,19 @@ class Line:
         # crossing from the negative to the positive side moves along ``normal``
         self._in_sign = 1 if along > 0 else -1
         self._last: dict[int, tuple[np.ndarray, int]] = {}
+        self._pending: dict[int, _Crossing] = {}
         self.totals: dict[str, dict[str, int]] = {"in": {}, "out": {}}
         self._published = False
 
     def _sides(self, pts: np.ndarray) -> np.ndarray:
+        """+1 / −1 beyond the band on either side, 0 within it."""
         rel = pts.astype(np.float64) - self.p0
-        return np.sign(self.d[0] * rel[:, 1] - self.d[1] * rel[:, 0]).astype(np.int64)
+        dist = (self.d[0] * rel[:, 1] - self.d[1] * rel[:, 0]) / self._length
+        sides = np.sign(dist).astype(np.int64)
+        sides[np.abs(dist) < max(self.rules.band_px, 1e-9)] = 0
+        return sides
 
     def update(self, tf: TrackedFrame) -> list[Event]:
-        events: list[Event] = []
         objects = tf.objects
         assert objects.track_id is not None
         keep = np.ones(len(objects), bool)
@@ -83,24 +115,50 @@ class Line:
             keep = np.isin(objects.class_id, self.class_ids)
         pts = objects.anchors(self.anchor)
         sides = self._sides(pts)
-        crossed: list[int] = []
-        for i in np.flatnonzero(keep).tolist():
+        for i in np.flatnonzero(keep & (sides != 0)).tolist():
             tid = int(objects.track_id[i])
             prev = self._last.get(tid)
-            if sides[i] == 0:
-                continue
-            if prev is not None and prev[1] != sides[i]:
-                step = LineString([prev[0], pts[i]])
-                if shapely.intersects(self.segment, step):
-                    crossed.append(i)
             self._last[tid] = (pts[i], int(sides[i]))
+            if prev is None or prev[1] == sides[i]:
+                continue
+            # the step from the last point beyond the band to this one must pass the segment
+            if self.rules.segment and not shapely.intersects(
+                self.segment, LineString([prev[0], pts[i]])
+            ):
+                continue
+            direction = "in" if sides[i] == self._in_sign else "out"
+            pending = self._pending.pop(tid, None)
+            if pending is not None and pending.direction != direction:
+                continue  # back across before it was confirmed: neither counts
+            self._pending[tid] = _Crossing(
+                tid,
+                direction,
+                tf.media_ts,
+                tf.wall_ts,
+                tf.label(i),
+                round(float(objects.score[i]), 3),
+                tf.box(i),
+            )
+        due = [
+            tid
+            for tid, c in self._pending.items()
+            if tf.media_ts - c.media_ts >= self.rules.cancel_s or tid in tf.ended
+        ]
+        events = self._confirm(due, tf.wall_ts)
         for tid in tf.ended:
             self._last.pop(tid, None)
-        for i in crossed:
-            direction = "in" if sides[i] == self._in_sign else "out"
-            label = tf.label(i)
-            bucket = self.totals[direction]
-            bucket[label] = bucket.get(label, 0) + 1
+        return events
+
+    def finish(self, tf: TrackedFrame) -> list[Event]:
+        """The stream ended: crossings still waiting for their cancel window count."""
+        return self._confirm(list(self._pending), tf.wall_ts)
+
+    def _confirm(self, track_ids: list[int], wall_ts: float) -> list[Event]:
+        events: list[Event] = []
+        for tid in track_ids:
+            c = self._pending.pop(tid)
+            bucket = self.totals[c.direction]
+            bucket[c.label] = bucket.get(c.label, 0) + 1
             events.append(
                 Event(
                     kind="line_crossing",
@@ -108,18 +166,18 @@ class Line:
                     topic=topics.line(self.camera, self.name),
                     payload={
                         "line": self.name,
-                        "direction": direction,
-                        "track_id": int(objects.track_id[i]),  # type: ignore[index]
-                        "label": label,
-                        "score": round(float(objects.score[i]), 3),
-                        "box": tf.box(i),
+                        "direction": c.direction,
+                        "track_id": c.track_id,
+                        "label": c.label,
+                        "score": c.score,
+                        "box": c.box,
                     },
-                    frame_ts=tf.wall_ts,
+                    frame_ts=c.wall_ts,
                 )
             )
-        if crossed or not self._published:
+        if events or not self._published:
             self._published = True
-            events.append(self._totals(tf.wall_ts))
+            events.append(self._totals(wall_ts))
         return events
 
     def _totals(self, wall_ts: float) -> Event:

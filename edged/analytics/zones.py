@@ -1,7 +1,9 @@
-"""Polygon zones: who is inside, enter and exit, loitering, occupancy per class."""
+"""Polygon zones: who is inside, enter and exit, occupancy per class, loitering and crowding
+alerts, queue length and wait, and the share covered by people."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -9,6 +11,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
+from edged.analytics.alerts import Alerts
 from edged.analytics.tracked import TrackedFrame
 from edged.detections import Anchor
 from edged.events import topics
@@ -20,12 +23,29 @@ from edged.models.segmenter import PersonMask
 class _Visit:
     label: str
     entered: float
-    loitering: bool = False
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRules:
+    """What a zone reports beyond membership: ``min_stay_s`` before an object counts as
+    having entered; ``loiter_s``: a loitering alert per object staying that long;
+    ``crowd_threshold``: a crowding alert while at least that many objects are inside;
+    ``queue``: queue length and the estimated wait (the mean stay of the last exits)."""
+
+    min_stay_s: float = 0.0
+    loiter_s: float | None = None
+    crowd_threshold: int | None = None
+    queue: bool = False
+
+
+QUEUE_HISTORY = 10
 
 
 class Zone:
     """Membership is by track id, so an object hidden for a frame stays inside until it is
-    seen outside or its track ends: no exit/enter flicker under brief occlusion."""
+    seen outside or its track ends: no exit/enter flicker under brief occlusion. Durations
+    are measured on the frames' media time, never by counting frames."""
 
     def __init__(
         self,
@@ -34,7 +54,8 @@ class Zone:
         polygon: np.ndarray,
         anchor: Anchor,
         class_ids: np.ndarray | None,
-        loiter_s: float | None,
+        rules: ZoneRules = ZoneRules(),
+        alerts: Alerts | None = None,
         ratio: tuple[float, float] | None = None,
     ) -> None:
         """``ratio``: (person probability threshold, smallest change worth reporting) to
@@ -45,13 +66,20 @@ class Zone:
         shapely.prepare(self.polygon)
         self.anchor = anchor
         self.class_ids = class_ids
-        self.loiter_s = loiter_s
+        self.rules = rules
+        self.alerts = alerts or Alerts(camera)
         self.members: dict[int, _Visit] = {}
-        self._published: dict[str, int] | None = None
+        self._published: dict[str, object] | None = None
         self.ratio = ratio
         self._points = np.asarray(polygon, np.float64)
         self._ratio_mask: np.ndarray | None = None
         self._published_ratio: float | None = None
+        self._stays: deque[float] = deque(maxlen=QUEUE_HISTORY)
+
+    @property
+    def inside(self) -> list[int]:
+        """Track ids that have entered (stayed at least ``min_stay_s``)."""
+        return [tid for tid, v in self.members.items() if v.confirmed]
 
     def update(self, tf: TrackedFrame) -> list[Event]:
         events: list[Event] = []
@@ -61,37 +89,73 @@ class Zone:
         inside = shapely.contains_xy(self.polygon, pts[:, 0], pts[:, 1])
         if self.class_ids is not None:
             inside &= np.isin(objects.class_id, self.class_ids)
+        rules = self.rules
+        left: list[tuple[int, _Visit, int | None]] = []
         for i, tid in enumerate(objects.track_id.tolist()):
             if inside[i] and tid not in self.members:
                 self.members[tid] = _Visit(tf.label(i), tf.media_ts)
-                events.append(self._event(tf, "zone_enter", tid, self.members[tid], i))
             elif not inside[i] and tid in self.members:
-                events.append(self._event(tf, "zone_exit", tid, self.members.pop(tid), i))
-        for tid in tf.ended:
-            if tid in self.members:
-                events.append(self._event(tf, "zone_exit", tid, self.members.pop(tid), None))
-        if self.loiter_s is not None:
+                left.append((tid, self.members.pop(tid), i))
+        left += [(tid, self.members.pop(tid), None) for tid in tf.ended if tid in self.members]
+        for tid, visit in self.members.items():
+            if not visit.confirmed and tf.media_ts - visit.entered >= rules.min_stay_s:
+                visit.confirmed = True
+                i = _index(objects.track_id, tid)
+                events.append(self._event(tf, "zone_enter", tid, visit, i))
+        for tid, visit, i in left:
+            if visit.confirmed:  # a shorter visit never counted as an entry
+                events.append(self._event(tf, "zone_exit", tid, visit, i))
+                self._stays.append(tf.media_ts - visit.entered)
+        if rules.loiter_s is not None:
             for tid, visit in self.members.items():
-                if not visit.loitering and tf.media_ts - visit.entered >= self.loiter_s:
-                    visit.loitering = True
-                    events.append(self._event(tf, "zone_loitering", tid, visit, None))
+                long = visit.confirmed and tf.media_ts - visit.entered >= rules.loiter_s
+                events += self.alerts.update(
+                    "loitering",
+                    f"{self.name}/{tid}",
+                    long,
+                    tf.media_ts,
+                    tf.wall_ts,
+                    {"zone": self.name, "track_id": tid, "label": visit.label},
+                )
+            for tid, visit, _ in left:
+                events += self.alerts.update(
+                    "loitering",
+                    f"{self.name}/{tid}",
+                    False,
+                    tf.media_ts,
+                    tf.wall_ts,
+                    {"dwell_s": round(tf.media_ts - visit.entered, 3)},
+                )
         counts = self.counts()
+        total = sum(counts.values())
+        if rules.crowd_threshold is not None:
+            events += self.alerts.update(
+                "crowding",
+                self.name,
+                total >= rules.crowd_threshold,
+                tf.media_ts,
+                tf.wall_ts,
+                {"zone": self.name, "threshold": rules.crowd_threshold, "count": total},
+            )
         ratio = self._covered(tf.people) if self.ratio is not None and tf.people else None
         moved = ratio is not None and (
             self._published_ratio is None or abs(ratio - self._published_ratio) >= self.ratio[1]  # type: ignore[index]
         )
         if counts != self._published or moved:
-            self._published = counts
-            payload: dict[str, object] = {
-                "zone": self.name,
-                "counts": counts,
-                "total": sum(counts.values()),
-            }
+            self._published = dict(counts)
+            payload: dict[str, object] = {"zone": self.name, "counts": counts, "total": total}
             if ratio is not None:
                 self._published_ratio = ratio
             if self._published_ratio is not None:
                 # a frame without a mask (the stream's end) keeps the last measured ratio
                 payload["ratio"] = round(self._published_ratio, 3)
+            if rules.queue:
+                wait = sum(self._stays) / len(self._stays) if self._stays else None
+                payload["queue"] = {
+                    "length": total,
+                    "wait_s": None if wait is None else round(wait, 1),
+                    "from_exits": len(self._stays),
+                }
             events.append(
                 Event(
                     kind="zone_occupancy",
@@ -122,7 +186,8 @@ class Zone:
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for visit in self.members.values():
-            out[visit.label] = out.get(visit.label, 0) + 1
+            if visit.confirmed:
+                out[visit.label] = out.get(visit.label, 0) + 1
         return dict(sorted(out.items()))
 
     def _event(self, tf: TrackedFrame, kind: str, tid: int, visit: _Visit, i: int | None) -> Event:
@@ -142,3 +207,8 @@ class Zone:
             payload=payload,
             frame_ts=tf.wall_ts,
         )
+
+
+def _index(track_ids: np.ndarray, tid: int) -> int | None:
+    hit = np.flatnonzero(track_ids == tid)
+    return int(hit[0]) if len(hit) else None

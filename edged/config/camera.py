@@ -13,6 +13,7 @@ from shapely.validation import explain_validity
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import Points
 from edged.config.paths import resolve
+from edged.config.scenes import SceneConfig
 from edged.detections import Anchor
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -99,7 +100,14 @@ class ZoneConfig(StrictModel):
     polygon: Points = Field(description="≥ 3 points, relative (0–1) or pixels")
     anchor: Anchor = Anchor.BOTTOM_CENTER
     classes: list[str] | None = None
-    loiter_s: float | None = Field(None, gt=0, description="report objects staying this long")
+    min_stay_s: float = Field(0.0, ge=0, description="inside this long before it counts")
+    loiter_s: float | None = Field(
+        None, gt=0, description="a loitering alert for an object staying this long"
+    )
+    crowd_threshold: int | None = Field(
+        None, ge=1, description="a crowding alert while at least this many are inside"
+    )
+    queue: bool = Field(False, description="report queue length and estimated wait")
     occupancy_ratio: bool = Field(
         False, description="report the share of the zone covered by people (needs segment)"
     )
@@ -140,6 +148,17 @@ class LineConfig(StrictModel):
     anchor: Anchor = Anchor.BOTTOM_CENTER
     classes: list[str] | None = None
     directions: LineDirections = LineDirections()
+    hysteresis: float = Field(
+        0.01,
+        ge=0,
+        le=0.2,
+        description="a side counts only this far from the line, as a share of the picture "
+        "diagonal (jitter and stopping on the line change nothing)",
+    )
+    cancel_s: float = Field(
+        1.0, ge=0, description="a crossing back within this long cancels instead of counting"
+    )
+    segment: bool = Field(True, description="false: the infinite line through the points")
 
     @field_validator("points")
     @classmethod
@@ -166,6 +185,7 @@ class CameraConfig(StrictModel):
     source: SourceConfig
     detect: DetectConfig
     segment: SegmentConfig | None = None
+    scene: SceneConfig | None = Field(None, description="a scene preset's analytics and alerts")
     tracker: TrackerConfig = TrackerConfig()
     zones: Annotated[dict[str, ZoneConfig], AfterValidator(topic_level_names)] = Field(
         default_factory=dict

@@ -1,0 +1,11 @@
+"""A camera's scene preset: one of the documented presets, chosen by ``preset``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from edged.config.scene_surveillance import SurveillanceConfig
+
+SceneConfig = Annotated[SurveillanceConfig, Field(discriminator="preset")]
