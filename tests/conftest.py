@@ -16,10 +16,10 @@ def mqtt_broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Br
     binary = find_mosquitto()
     brokers: list[Broker] = []
 
-    def make(*, persistence: bool = False, port: int | None = None,
-             start: bool = True) -> Broker:
-        broker = Broker(binary, tmp_path_factory.mktemp("mosquitto"), port or free_port(),
-                        persistence)
+    def make(*, persistence: bool = False, port: int | None = None, start: bool = True) -> Broker:
+        broker = Broker(
+            binary, tmp_path_factory.mktemp("mosquitto"), port or free_port(), persistence
+        )
         brokers.append(broker)
         if start:
             broker.start()

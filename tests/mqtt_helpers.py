@@ -38,8 +38,10 @@ def find_mosquitto() -> str:
     if path is None and os.access(MOSQUITTO_FALLBACK, os.X_OK):
         path = MOSQUITTO_FALLBACK
     if path is None:
-        pytest.fail("mosquitto not found on PATH nor at /usr/sbin/mosquitto; the MQTT tests need"
-                    " a real broker: apt-get install mosquitto")
+        pytest.fail(
+            "mosquitto not found on PATH nor at /usr/sbin/mosquitto; the MQTT tests need"
+            " a real broker: apt-get install mosquitto"
+        )
     return path
 
 
@@ -86,8 +88,9 @@ class Broker:
         if self.running:
             return
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
-                                          stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                [self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -97,8 +100,9 @@ class Broker:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"mosquitto did not listen on {self.port} within {timeout}s:\n"
-                            f"{self.log()}")
+                pytest.fail(
+                    f"mosquitto did not listen on {self.port} within {timeout}s:\n{self.log()}"
+                )
             try:
                 # Doubles as the pause between connection attempts.
                 self._proc.wait(timeout=0.02)
@@ -197,9 +201,17 @@ class Subscriber:
     and the queued QoS 1 messages across a broker restart; it reconnects on its own.
     """
 
-    def __init__(self, host: str, port: int, topic: str = "#", *, qos: int = 1,
-                 persistent: bool = False, client_id: str | None = None,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str = "#",
+        *,
+        qos: int = 1,
+        persistent: bool = False,
+        client_id: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.topic = topic
         self._qos = qos
         # Re-entrant, so a wait_for predicate may call messages / json().
@@ -222,8 +234,14 @@ class Subscriber:
             self.close()
             raise TimeoutError(f"no SUBACK for {topic!r} from {host}:{port} within {timeout}s")
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: Any, properties: Any) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
         if flags.session_present:
             # The broker kept our subscription; subscribing again would replay retained ones.
             with self._cond:
@@ -232,8 +250,9 @@ class Subscriber:
         else:
             client.subscribe(self.topic, self._qos)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reason_codes: list[Any], properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
+    ) -> None:
         if all(not rc.is_failure for rc in reason_codes):
             with self._cond:
                 self._subscribed = True
@@ -252,8 +271,11 @@ class Subscriber:
 
     def json(self, topic_filter: str | None = None) -> list[dict[str, Any]]:
         """Payloads parsed as JSON, in arrival order, of the messages matching ``topic_filter``."""
-        return [json.loads(m.payload) for m in self.messages
-                if topic_filter is None or mqtt.topic_matches_sub(topic_filter, m.topic)]
+        return [
+            json.loads(m.payload)
+            for m in self.messages
+            if topic_filter is None or mqtt.topic_matches_sub(topic_filter, m.topic)
+        ]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until ``predicate()`` is true (re-checked on every message) or ``timeout``."""

@@ -27,7 +27,9 @@ ULTRALYTICS_INPUT: dict[str, Any] = {
 
 
 def constant_model(
-    path: Path, outputs: dict[str, np.ndarray], input_name: str = "images",
+    path: Path,
+    outputs: dict[str, np.ndarray],
+    input_name: str = "images",
     input_shape: tuple[int, ...] = (1, 3, 640, 640),
 ) -> None:
     """An ONNX model whose outputs are ``outputs`` whatever the input: each output is
@@ -45,7 +47,9 @@ def constant_model(
         value = np.ascontiguousarray(value, np.float32)
         nodes.append(
             helper.make_node(
-                "Constant", [], [f"{name}_value"],
+                "Constant",
+                [],
+                [f"{name}_value"],
                 value=numpy_helper.from_array(value, f"{name}_value"),
             )
         )

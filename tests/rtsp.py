@@ -36,8 +36,10 @@ ELEMENTS = {
     "multifilesrc": "gstreamer1.0-plugins-good",
     "rtph264pay": "gstreamer1.0-plugins-good",
 }
-PACKAGES = ("gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good"
-            " gstreamer1.0-plugins-bad python3-gi")
+PACKAGES = (
+    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good"
+    " gstreamer1.0-plugins-bad python3-gi"
+)
 _PROBE = f"""
 import gi
 gi.require_version("Gst", "1.0")
@@ -63,15 +65,18 @@ def free_port(host: str = HOST) -> int:
 def gst_rtsp_available() -> str | None:
     """None when the system Python can run the server, else why not (and what to install)."""
     try:
-        proc = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot run {SYSTEM_PYTHON}: {exc}; apt-get install {PACKAGES}"
     if proc.returncode == 0:
         return None
     lines = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}").splitlines()
-    return (f"{SYSTEM_PYTHON} cannot run GStreamer's RTSP server: {lines[-1]};"
-            f" apt-get install {PACKAGES}")
+    return (
+        f"{SYSTEM_PYTHON} cannot run GStreamer's RTSP server: {lines[-1]};"
+        f" apt-get install {PACKAGES}"
+    )
 
 
 class RtspServer:
@@ -82,8 +87,13 @@ class RtspServer:
     reused across restarts; the server's stderr goes to ``workdir/rtsp-server-PORT.log``.
     """
 
-    def __init__(self, clip: Path, workdir: Path, port: int | None = None,
-                 keyframe_interval: float | None = 1.0) -> None:
+    def __init__(
+        self,
+        clip: Path,
+        workdir: Path,
+        port: int | None = None,
+        keyframe_interval: float | None = 1.0,
+    ) -> None:
         self.clip = Path(clip)
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -109,23 +119,36 @@ class RtspServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.keyframe_interval is None:
             # The server extracts the clip's own H.264 into the cache, once.
-            source = ["--clip", str(self.clip), "--cache",
-                      str(self.workdir / f"{self.clip.stem}.ts")]
+            source = [
+                "--clip",
+                str(self.clip),
+                "--cache",
+                str(self.workdir / f"{self.clip.stem}.ts"),
+            ]
         else:
             stream = self.workdir / f"{self.clip.stem}-idr{self.keyframe_interval:g}s.ts"
             if not _fresh(stream, self.clip):
                 reencode(self.clip, stream, self.keyframe_interval)
             source = ["--clip", str(stream)]
-        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--path", MOUNT,
-               *source]
+        cmd = [
+            SYSTEM_PYTHON,
+            str(SERVER_SCRIPT),
+            "--port",
+            str(self.port),
+            "--path",
+            MOUNT,
+            *source,
+        ]
         with open(self.log_path, "ab") as log:
             log_start = log.tell()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=log)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
+            )
         self._proc = proc
         lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=_pump_lines, args=(proc, lines),
-                                        name=f"rtsp-server-{self.port}", daemon=True)
+        self._reader = threading.Thread(
+            target=_pump_lines, args=(proc, lines), name=f"rtsp-server-{self.port}", daemon=True
+        )
         self._reader.start()
         deadline = time.monotonic() + timeout
         while True:
@@ -133,12 +156,15 @@ class RtspServer:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                raise RuntimeError(f"RTSP server not READY within {timeout}s:\n"
-                                   f"{self._log_since(log_start)}") from None
+                raise RuntimeError(
+                    f"RTSP server not READY within {timeout}s:\n{self._log_since(log_start)}"
+                ) from None
             if line is None:  # stdout closed: the server exited
                 self._reap()
-                raise RuntimeError(f"RTSP server exited with {self.returncode} before READY:\n"
-                                   f"{self._log_since(log_start)}")
+                raise RuntimeError(
+                    f"RTSP server exited with {self.returncode} before READY:\n"
+                    f"{self._log_since(log_start)}"
+                )
             if line.startswith("READY "):
                 if line.split()[1:] == [self.url]:
                     return
@@ -204,9 +230,18 @@ def reencode(clip: Path, out: Path, keyframe_interval: float) -> None:
         os.close(fd)
         try:
             with av.open(tmp, "w", format="mpegts") as dst:
-                vout = dst.add_stream("libx264", rate=rate, options={
-                    "crf": "20", "preset": "veryfast", "bf": "0", "g": gop,
-                    "keyint_min": gop, "sc_threshold": "0"})
+                vout = dst.add_stream(
+                    "libx264",
+                    rate=rate,
+                    options={
+                        "crf": "20",
+                        "preset": "veryfast",
+                        "bf": "0",
+                        "g": gop,
+                        "keyint_min": gop,
+                        "sc_threshold": "0",
+                    },
+                )
                 vout.width = vin.codec_context.width
                 vout.height = vin.codec_context.height
                 vout.pix_fmt = "yuv420p"

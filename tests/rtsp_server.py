@@ -55,10 +55,12 @@ def extract_h264(clip: Path, out: Path) -> None:
         pipeline = Gst.parse_launch(
             f"filesrc location={quote(clip)} ! qtdemux ! h264parse"
             " ! mpegtsmux"
-            f" ! filesink location={quote(Path(tmp))}")
+            f" ! filesink location={quote(Path(tmp))}"
+        )
         pipeline.set_state(Gst.State.PLAYING)
         msg = pipeline.get_bus().timed_pop_filtered(
-            EXTRACT_TIMEOUT_S * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+            EXTRACT_TIMEOUT_S * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR
+        )
         pipeline.set_state(Gst.State.NULL)
         if msg is None:
             raise RuntimeError(f"extracting H.264 from {clip} took over {EXTRACT_TIMEOUT_S}s")
@@ -81,19 +83,29 @@ def quote(path: Path) -> str:
 
 def launch_line(stream: Path) -> str:
     """The media pipeline: the MPEG-TS, looped; the server's sinks pace it by its timestamps."""
-    return (f"( multifilesrc location={quote(stream)} loop=true ! tsdemux"
-            " ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+    return (
+        f"( multifilesrc location={quote(stream)} loop=true ! tsdemux"
+        " ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--clip", type=Path, required=True,
-                        help="an mp4 with H.264 video, or an MPEG-TS (.ts) with H.264 video")
+    parser.add_argument(
+        "--clip",
+        type=Path,
+        required=True,
+        help="an mp4 with H.264 video, or an MPEG-TS (.ts) with H.264 video",
+    )
     parser.add_argument("--path", default="/cam", help="mount point (default /cam)")
-    parser.add_argument("--cache", "--h264", dest="cache", type=Path,
-                        help="where to keep an mp4's H.264 copied into MPEG-TS; reused while"
-                        " newer than the clip")
+    parser.add_argument(
+        "--cache",
+        "--h264",
+        dest="cache",
+        type=Path,
+        help="where to keep an mp4's H.264 copied into MPEG-TS; reused while newer than the clip",
+    )
     args = parser.parse_args(argv)
     path = args.path if args.path.startswith("/") else "/" + args.path
     if not args.clip.is_file():
@@ -108,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         tmpdir = tempfile.TemporaryDirectory(prefix="rtsp-server-")
         stream = Path(tmpdir.name) / "clip.ts"
     try:
-        if stream != args.clip and (not stream.exists()
-                                    or stream.stat().st_mtime < args.clip.stat().st_mtime):
+        if stream != args.clip and (
+            not stream.exists() or stream.stat().st_mtime < args.clip.stat().st_mtime
+        ):
             extract_h264(args.clip, stream)
 
         server = GstRtspServer.RTSPServer()

@@ -45,8 +45,9 @@ def load(path: Path) -> Detector:
     return load_detector(ModelConfig(path=path, backend="cpu", threads=1))
 
 
-def detect(detector: Detector, min_score: float, nms_iou: float = 0.5,
-           image: np.ndarray | None = None) -> Detections:
+def detect(
+    detector: Detector, min_score: float, nms_iou: float = 0.5, image: np.ndarray | None = None
+) -> Detections:
     return detector.detect([picture() if image is None else image], [min_score], [nms_iou])[0]
 
 
@@ -104,8 +105,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def yolov8(models: Path) -> Detector:
-    path = write_model(models, "yolov8n", "yolov8", {"output0": yolov8_output()}, LABELS,
-                       {"output": "output0", "nms_in_graph": False})
+    path = write_model(
+        models,
+        "yolov8n",
+        "yolov8",
+        {"output0": yolov8_output()},
+        LABELS,
+        {"output": "output0", "nms_in_graph": False},
+    )
     return load(path)
 
 
@@ -138,8 +145,14 @@ def yolov8_nms(models: Path) -> Detector:
     planted = sorted(PLANTED, key=lambda p: -p[2])
     for row, (box, cls, score) in enumerate(planted):
         out[0, row] = [*box, score, cls]
-    path = write_model(models, "yolov8n-nms", "yolov8", {"output0": out}, LABELS,
-                       {"output": "output0", "nms_in_graph": True})
+    path = write_model(
+        models,
+        "yolov8n-nms",
+        "yolov8",
+        {"output0": out},
+        LABELS,
+        {"output": "output0", "nms_in_graph": True},
+    )
     return load(path)
 
 
@@ -151,16 +164,25 @@ def test_yolov8_nms_in_graph_only_thresholds(yolov8_nms: Detector) -> None:
 
 def test_wrong_decode_key_names_manifest_and_key(models: Path) -> None:
     with pytest.raises(ModelError) as err:
-        load(write_model(models, "typo", "yolov8", {"output0": np.zeros((1, 84, 10))}, LABELS,
-                         {"output": "output0", "nms_in_grpah": True}))
+        load(
+            write_model(
+                models,
+                "typo",
+                "yolov8",
+                {"output0": np.zeros((1, 84, 10))},
+                LABELS,
+                {"output": "output0", "nms_in_grpah": True},
+            )
+        )
     assert "typo.onnx manifest" in str(err.value)
     assert "decode.nms_in_grpah" in str(err.value)
 
 
 def test_output_layout_that_does_not_fit_the_labels_is_refused(models: Path) -> None:
     """A detection export with 3 classes behind an 80-label manifest."""
-    detector = load(write_model(models, "three", "yolov8", {"output0": np.zeros((1, 7, 8400))},
-                                LABELS))
+    detector = load(
+        write_model(models, "three", "yolov8", {"output0": np.zeros((1, 7, 8400))}, LABELS)
+    )
     with pytest.raises(ModelError, match=r"three\.onnx: output 'output0' has shape \(1, 7, 8400\)"):
         detect(detector, 0.5)
 
@@ -184,22 +206,27 @@ def yolov5(models: Path) -> Detector:
         (LOW[0], 5, 0.9, 0.45),  # objectness passes, the product does not
         ((300.0, 400.0, 340.0, 440.0), 3, 0.45, 1.0),  # objectness alone fails
     ]
-    for anchor, (box, cls, obj, score) in zip([7, 900, 12000, 20000, 25199, 3], planted,
-                                              strict=True):
+    for anchor, (box, cls, obj, score) in zip(
+        [7, 900, 12000, 20000, 25199, 3], planted, strict=True
+    ):
         out[0, anchor, :4] = cxcywh(*box)
         out[0, anchor, 4] = obj
         out[0, anchor, 5:] = rng.uniform(0, 0.3, NC)
         out[0, anchor, 5 + cls] = score
-    return load(write_model(models, "yolov5s", "yolov5", {"output0": out}, LABELS,
-                            {"output": "output0"}))
+    return load(
+        write_model(models, "yolov5s", "yolov5", {"output0": out}, LABELS, {"output": "output0"})
+    )
 
 
 def test_yolov5_score_is_objectness_times_class(yolov5: Detector) -> None:
-    check(detect(yolov5, 0.5), [
-        (source(*BEST[0]), 0, 0.95 * 0.95),
-        (source(*OTHER_CLASS[0]), 2, 0.9 * 0.8),
-        (source(*IN_PADDING[0]), 1, 0.75 * 0.8),
-    ])
+    check(
+        detect(yolov5, 0.5),
+        [
+            (source(*BEST[0]), 0, 0.95 * 0.95),
+            (source(*OTHER_CLASS[0]), 2, 0.9 * 0.8),
+            (source(*IN_PADDING[0]), 1, 0.75 * 0.8),
+        ],
+    )
     lower = detect(yolov5, 0.4)
     assert lower.class_id.tolist() == [0, 2, 1, 3, 5]
     np.testing.assert_allclose(lower.score, [0.9025, 0.72, 0.6, 0.45, 0.405], atol=1e-6)
@@ -220,17 +247,23 @@ def rtdetr(models: Path) -> Detector:
     out[0, 12, :4], out[0, 12, 4 + 1], out[0, 12, 4 + 7] = [0.25, 0.75, 0.1, 0.2], 0.6, 0.7
     out[0, 299, :4], out[0, 299, 4 + 9] = [0.9, 0.1, 0.1, 0.1], 0.3
     spec = {**ULTRALYTICS_INPUT, "resize": "stretch"}
-    return load(write_model(models, "rtdetr-l", "rtdetr", {"output0": out}, LABELS,
-                            {"output": "output0"}, spec))
+    return load(
+        write_model(
+            models, "rtdetr-l", "rtdetr", {"output0": out}, LABELS, {"output": "output0"}, spec
+        )
+    )
 
 
 def test_rtdetr_normalised_boxes_best_class_per_query_no_nms(rtdetr: Detector) -> None:
     # normalised to the stretched input = normalised to the source: (cx·1280, cy·720, …)
-    check(detect(rtdetr, 0.5), [
-        ([512.0, 324.0, 768.0, 396.0], 3, 0.9),
-        ([512.0, 324.0, 768.0, 396.0], 3, 0.85),  # set prediction: no NMS
-        ([256.0, 468.0, 384.0, 612.0], 7, 0.7),  # the query's best class only
-    ])
+    check(
+        detect(rtdetr, 0.5),
+        [
+            ([512.0, 324.0, 768.0, 396.0], 3, 0.9),
+            ([512.0, 324.0, 768.0, 396.0], 3, 0.85),  # set prediction: no NMS
+            ([256.0, 468.0, 384.0, 612.0], 7, 0.7),  # the query's best class only
+        ],
+    )
     low = detect(rtdetr, 0.25)
     assert low.class_id.tolist() == [3, 3, 7, 9]
     np.testing.assert_allclose(low.xyxy[3], [1088.0, 36.0, 1216.0, 108.0], atol=1e-3)
@@ -268,9 +301,16 @@ def yolov8_seg(models: Path) -> Detector:
         out[0, :4, anchor] = cxcywh(*box)
         out[0, 4 + cls, anchor] = score
         out[0, 4 + NC + proto, anchor] = 1.0
-    return load(write_model(models, "yolov8n-seg", "yolov8-seg",
-                            {"output0": out, "output1": prototypes()}, LABELS,
-                            {"output": "output0", "masks": "output1"}))
+    return load(
+        write_model(
+            models,
+            "yolov8n-seg",
+            "yolov8-seg",
+            {"output0": out, "output1": prototypes()},
+            LABELS,
+            {"output": "output0", "masks": "output1"},
+        )
+    )
 
 
 def box_mask(x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
@@ -313,9 +353,16 @@ def test_yolov8_seg_nms_in_graph(models: Path) -> None:
     for row, ((box, cls, score), proto) in enumerate([(SEG_A, 0), (SEG_B, 1), (SEG_LOW, 0)]):
         out[0, row, :6] = [*box, score, cls]
         out[0, row, 6 + proto] = 1.0
-    detector = load(write_model(models, "seg-nms", "yolov8-seg",
-                                {"output0": out, "output1": prototypes()}, LABELS,
-                                {"output": "output0", "masks": "output1", "nms_in_graph": True}))
+    detector = load(
+        write_model(
+            models,
+            "seg-nms",
+            "yolov8-seg",
+            {"output0": out, "output1": prototypes()},
+            LABELS,
+            {"output": "output0", "masks": "output1", "nms_in_graph": True},
+        )
+    )
     dets = detect(detector, 0.5)
     check(dets, expected(SEG_A, SEG_B))
     check_masks(dets, [SEG_A, SEG_B])

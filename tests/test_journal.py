@@ -16,9 +16,16 @@ from edged.events.journal import Journal
 
 
 def make_events(n: int, camera: str = "cam1", start: int = 0) -> list[Event]:
-    return [Event(kind="new", camera=camera, topic=f"{camera}/events",
-                  payload={"i": start + i, "box": [1.5, 2, 3, 4]}, frame_ts=1000.0 + i)
-            for i in range(n)]
+    return [
+        Event(
+            kind="new",
+            camera=camera,
+            topic=f"{camera}/events",
+            payload={"i": start + i, "box": [1.5, 2, 3, 4]},
+            frame_ts=1000.0 + i,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -29,8 +36,10 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 
 def test_append_assigns_consecutive_seqs_and_round_trips(journal: Journal) -> None:
-    events = [*make_events(3),
-              Event(kind="stats", camera=None, topic="stats", payload={"fps": 9.5}, retain=True)]
+    events = [
+        *make_events(3),
+        Event(kind="stats", camera=None, topic="stats", payload={"fps": 9.5}, retain=True),
+    ]
     stored = journal.append(events)
     assert [e.seq for e in stored] == [1, 2, 3, 4]
     # Only seq differs from what was appended; everything else survives the database.
@@ -89,8 +98,9 @@ def test_undelivered_events_survive_reopen(tmp_path: Path) -> None:
     j.close()
 
 
-def test_backlog_bound_drops_oldest_counts_and_warns(tmp_path: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_backlog_bound_drops_oldest_counts_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     j = Journal(tmp_path / "events.db", max_backlog=5)
     stored = j.append(make_events(4))
     assert j.dropped == 0
@@ -111,8 +121,9 @@ def test_backlog_bound_drops_oldest_counts_and_warns(tmp_path: Path,
 def test_batch_is_atomic_when_an_event_cannot_be_stored(journal: Journal) -> None:
     journal.append(make_events(2))
     bad = make_events(3, start=2)
-    bad.insert(2, Event(kind="new", camera="cam1", topic="cam1/events",
-                        payload={"image": object()}))
+    bad.insert(
+        2, Event(kind="new", camera="cam1", topic="cam1/events", payload={"image": object()})
+    )
     journal.appended.clear()
     with pytest.raises(TypeError):
         journal.append(bad)
@@ -129,11 +140,12 @@ def test_batch_is_atomic_when_the_database_fails(journal: Journal) -> None:
     journal.append(make_events(1))
     # A trigger makes the fourth insert of the batch fail inside SQLite itself.
     with sqlite3.connect(journal.path) as other:
-        other.execute("CREATE TRIGGER fail_on_poison BEFORE INSERT ON events"
-                      " WHEN NEW.kind = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+        other.execute(
+            "CREATE TRIGGER fail_on_poison BEFORE INSERT ON events"
+            " WHEN NEW.kind = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
     other.close()
-    batch = [*make_events(3),
-             Event(kind="poison", camera="cam1", topic="cam1/events", payload={})]
+    batch = [*make_events(3), Event(kind="poison", camera="cam1", topic="cam1/events", payload={})]
     with pytest.raises(sqlite3.IntegrityError, match="poisoned"):
         journal.append(batch)
     assert journal.backlog() == 1

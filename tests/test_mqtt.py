@@ -49,9 +49,16 @@ def make_publisher(tmp_path: Path) -> Iterator[MakePublisher]:
 
 
 def make_events(n: int, start: int = 0) -> list[Event]:
-    return [Event(kind="new", camera="cam1", topic="cam1/events",
-                  payload={"track_id": start + i, "label": "person"}, frame_ts=1000.0 + i)
-            for i in range(n)]
+    return [
+        Event(
+            kind="new",
+            camera="cam1",
+            topic="cam1/events",
+            payload={"track_id": start + i, "label": "person"},
+            frame_ts=1000.0 + i,
+        )
+        for i in range(n)
+    ]
 
 
 def event_payloads(sub: Subscriber) -> list[dict[str, Any]]:
@@ -77,24 +84,33 @@ def availability(sub: Subscriber) -> list[bytes]:
     return [m.payload for m in sub.messages if m.topic == AVAILABILITY]
 
 
-def test_events_arrive_with_envelope_topic_and_order(mqtt_broker: Broker,
-                                                     make_publisher: MakePublisher) -> None:
+def test_events_arrive_with_envelope_topic_and_order(
+    mqtt_broker: Broker, make_publisher: MakePublisher
+) -> None:
     publisher, journal = make_publisher(mqtt_broker.port)
     with Subscriber(mqtt_broker.host, mqtt_broker.port, f"{BASE}/#") as sub:
         publisher.start()
         assert publisher.wait_connected(WAIT)
-        events = [*make_events(20),
-                  Event(kind="occupancy", camera="cam1", topic="cam1/zones/door",
-                        payload={"counts": {"person": 2}}, retain=True),
-                  Event(kind="stats", camera=None, topic="stats", payload={"fps": 10.0})]
+        events = [
+            *make_events(20),
+            Event(
+                kind="occupancy",
+                camera="cam1",
+                topic="cam1/zones/door",
+                payload={"counts": {"person": 2}},
+                retain=True,
+            ),
+            Event(kind="stats", camera=None, topic="stats", payload={"fps": 10.0}),
+        ]
         stored = journal.append(events[:10]) + journal.append(events[10:])
         ids = {e.id for e in stored}
         assert sub.wait_for(lambda: {m["id"] for m in event_payloads(sub)} == ids, WAIT)
         assert publisher.wait_drained(WAIT)
         assert journal.backlog() == 0
 
-        received = [(m.topic, json.loads(m.payload)) for m in sub.messages
-                    if m.topic != AVAILABILITY]
+        received = [
+            (m.topic, json.loads(m.payload)) for m in sub.messages if m.topic != AVAILABILITY
+        ]
         assert len(received) == len(stored)  # no duplicates without an outage
         by_id = {e.id: e for e in stored}
         for topic, payload in received:
@@ -113,7 +129,8 @@ def test_events_arrive_with_envelope_topic_and_order(mqtt_broker: Broker,
 
 
 def test_availability_online_is_retained_and_stop_publishes_offline(
-        mqtt_broker: Broker, make_publisher: MakePublisher) -> None:
+    mqtt_broker: Broker, make_publisher: MakePublisher
+) -> None:
     publisher, journal = make_publisher(mqtt_broker.port)
     with Subscriber(mqtt_broker.host, mqtt_broker.port, AVAILABILITY) as sub:
         publisher.start()
@@ -135,16 +152,22 @@ def test_availability_online_is_retained_and_stop_publishes_offline(
         assert [(m.payload, m.retain) for m in late.messages] == [(b"offline", True)]
 
 
-def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: BrokerFactory,
-                                                     make_publisher: MakePublisher) -> None:
+def test_broker_outage_loses_nothing_and_keeps_order(
+    mqtt_broker_factory: BrokerFactory, make_publisher: MakePublisher
+) -> None:
     broker = mqtt_broker_factory(persistence=True)
     relay = Relay(broker.host, broker.port)
     try:
         publisher, journal = make_publisher(relay.port)
         # A persistent session, so the subscriber misses nothing while the broker restarts,
         # whichever of it and the publisher reconnects first.
-        with Subscriber(broker.host, broker.port, f"{BASE}/cam1/#", persistent=True,
-                        client_id=f"outage-{uuid.uuid4().hex[:8]}") as sub:
+        with Subscriber(
+            broker.host,
+            broker.port,
+            f"{BASE}/cam1/#",
+            persistent=True,
+            client_id=f"outage-{uuid.uuid4().hex[:8]}",
+        ) as sub:
             publisher.start()
             assert publisher.wait_connected(WAIT)
             stored = journal.append(make_events(10))
@@ -164,7 +187,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: Broker
 
             ids = {e.id for e in stored}
             assert sub.wait_for(lambda: set(event_ids(sub)) == ids, WAIT), (
-                f"missing {len(ids - set(event_ids(sub)))} events")
+                f"missing {len(ids - set(event_ids(sub)))} events"
+            )
             assert first_arrival_seqs(sub) == [e.seq for e in stored]
             assert publisher.wait_drained(WAIT)
             assert journal.backlog() == 0
@@ -177,11 +201,17 @@ def test_broker_outage_loses_nothing_and_keeps_order(mqtt_broker_factory: Broker
 
 
 def test_broker_down_at_start_does_not_block_and_delivers_later(
-        mqtt_broker_factory: BrokerFactory, make_publisher: MakePublisher) -> None:
+    mqtt_broker_factory: BrokerFactory, make_publisher: MakePublisher
+) -> None:
     broker = mqtt_broker_factory(persistence=True)
     try:
-        with Subscriber(broker.host, broker.port, f"{BASE}/#", persistent=True,
-                        client_id=f"down-{uuid.uuid4().hex[:8]}") as sub:
+        with Subscriber(
+            broker.host,
+            broker.port,
+            f"{BASE}/#",
+            persistent=True,
+            client_id=f"down-{uuid.uuid4().hex[:8]}",
+        ) as sub:
             broker.stop()
             publisher, journal = make_publisher(broker.port)
             t0 = time.monotonic()
@@ -215,8 +245,9 @@ def test_stop_without_broker_returns_and_keeps_events(make_publisher: MakePublis
     assert journal.backlog() == 3
 
 
-def test_qos0_marks_delivered_once_written(mqtt_broker: Broker,
-                                          make_publisher: MakePublisher) -> None:
+def test_qos0_marks_delivered_once_written(
+    mqtt_broker: Broker, make_publisher: MakePublisher
+) -> None:
     publisher, journal = make_publisher(mqtt_broker.port, qos=0)
     with Subscriber(mqtt_broker.host, mqtt_broker.port, f"{BASE}/cam1/#", qos=0) as sub:
         publisher.start()
@@ -228,8 +259,8 @@ def test_qos0_marks_delivered_once_written(mqtt_broker: Broker,
 
 
 def test_event_with_unpublishable_topic_is_dropped_loudly(
-        mqtt_broker: Broker, make_publisher: MakePublisher,
-        caplog: pytest.LogCaptureFixture) -> None:
+    mqtt_broker: Broker, make_publisher: MakePublisher, caplog: pytest.LogCaptureFixture
+) -> None:
     publisher, journal = make_publisher(mqtt_broker.port)
     with Subscriber(mqtt_broker.host, mqtt_broker.port, f"{BASE}/cam1/#") as sub:
         publisher.start()
@@ -244,7 +275,8 @@ def test_event_with_unpublishable_topic_is_dropped_loudly(
 
 
 def test_stop_falls_back_to_last_will_when_offline_is_not_acknowledged(
-        mqtt_broker: Broker, make_publisher: MakePublisher) -> None:
+    mqtt_broker: Broker, make_publisher: MakePublisher
+) -> None:
     relay = Relay(mqtt_broker.host, mqtt_broker.port)
     try:
         publisher, journal = make_publisher(relay.port)
@@ -283,15 +315,22 @@ threading.Event().wait()
 
 def test_killed_process_goes_offline_via_last_will(mqtt_broker: Broker, tmp_path: Path) -> None:
     stderr_path = tmp_path / "child.stderr"
-    with Subscriber(mqtt_broker.host, mqtt_broker.port, AVAILABILITY) as sub, \
-            open(stderr_path, "wb") as stderr:
+    with (
+        Subscriber(mqtt_broker.host, mqtt_broker.port, AVAILABILITY) as sub,
+        open(stderr_path, "wb") as stderr,
+    ):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(mqtt_broker.port), str(tmp_path / "child.db")],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
             assert sub.wait_for(lambda: availability(sub) == [b"online"], WAIT), (
-                stderr_path.read_text())
+                stderr_path.read_text()
+            )
             child.send_signal(signal.SIGKILL)
             assert child.wait(WAIT) == -signal.SIGKILL
             assert sub.wait_for(lambda: availability(sub) == [b"online", b"offline"], WAIT)

@@ -46,14 +46,16 @@ def rtsp_server(rtsp_workdir: Path) -> Iterator[RtspServer]:
     server.stop()
 
 
-def open_stream(url: str, transport: str = "tcp",
-                short_probe: bool = True) -> av.container.InputContainer:
+def open_stream(
+    url: str, transport: str = "tcp", short_probe: bool = True
+) -> av.container.InputContainer:
     options = {"rtsp_transport": transport, **(SHORT_PROBE if short_probe else {})}
     return av.open(url, options=options, timeout=(READ_TIMEOUT, READ_TIMEOUT))
 
 
-def read_frames(container: av.container.InputContainer,
-                count: int) -> list[tuple[float, av.VideoFrame]]:
+def read_frames(
+    container: av.container.InputContainer, count: int
+) -> list[tuple[float, av.VideoFrame]]:
     """The next ``count`` decoded frames, each with the monotonic time it came out."""
     frames: list[tuple[float, av.VideoFrame]] = []
     for frame in container.decode(video=0):
@@ -77,8 +79,9 @@ def assert_stream_ends(container: av.container.InputContainer, within: float) ->
 
 
 @pytest.mark.parametrize("keyframe_interval", [1.0, None], ids=["idr-1s", "clip-bitstream"])
-def test_tcp_client_gets_clip_frames_at_clip_rate(rtsp_workdir: Path,
-                                                  keyframe_interval: float | None) -> None:
+def test_tcp_client_gets_clip_frames_at_clip_rate(
+    rtsp_workdir: Path, keyframe_interval: float | None
+) -> None:
     server = make_server(rtsp_workdir, keyframe_interval)
     try:
         with open_stream(server.url) as container:
@@ -93,8 +96,10 @@ def test_tcp_client_gets_clip_frames_at_clip_rate(rtsp_workdir: Path,
     # 20 intervals at 7 fps take 2.9 s, where an unpaced server would send them in milliseconds.
     span = frames[25][0] - frames[5][0]
     fps = 20 / span
-    print(f"TCP: frames 5..25 in {span:.2f}s = {fps:.2f} fps (clip {FPS} fps);"
-          f" frames 0..5 in {frames[5][0] - frames[0][0]:.2f}s")
+    print(
+        f"TCP: frames 5..25 in {span:.2f}s = {fps:.2f} fps (clip {FPS} fps);"
+        f" frames 0..5 in {frames[5][0] - frames[0][0]:.2f}s"
+    )
     assert 5 <= fps <= 9, f"{fps:.1f} fps: the server does not pace at the clip's {FPS} fps"
 
 
@@ -156,8 +161,9 @@ def test_start_reports_why_the_server_failed(rtsp_workdir: Path) -> None:
     assert not server.running
 
 
-def test_open_time_short_probe_vs_default(rtsp_server: RtspServer,
-                                          record_property: Callable[[str, object], None]) -> None:
+def test_open_time_short_probe_vs_default(
+    rtsp_server: RtspServer, record_property: Callable[[str, object], None]
+) -> None:
     """Reports how long ``av.open`` takes with 0.3 s probing and with FFmpeg's default."""
     opens: dict[str, float] = {}
     for name, short in (("short", True), ("default", False)):
@@ -166,6 +172,8 @@ def test_open_time_short_probe_vs_default(rtsp_server: RtspServer,
             opens[name] = time.monotonic() - start
             assert len(read_frames(container, 1)) == 1
         record_property(f"open_s_{name}_probe", round(opens[name], 2))
-    print(f"av.open: {opens['short']:.2f}s with analyzeduration 0.3s,"
-          f" {opens['default']:.2f}s with the default probing")
+    print(
+        f"av.open: {opens['short']:.2f}s with analyzeduration 0.3s,"
+        f" {opens['default']:.2f}s with the default probing"
+    )
     assert opens["short"] < opens["default"]
