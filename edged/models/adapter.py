@@ -7,7 +7,8 @@ from typing import Protocol
 import numpy as np
 
 from edged.detections import Detections
-from edged.models.preprocess import Geometry
+from edged.models.manifest import Manifest
+from edged.models.preprocess import Geometry, ImagePreprocessor
 
 
 class DetectionAdapter(Protocol):
@@ -30,3 +31,18 @@ class DetectionAdapter(Protocol):
         min_score: float,
         nms_iou: float,
     ) -> Detections: ...
+
+
+class AdapterBase:
+    """What every family's adapter shares: labels, input name and the preprocessor the
+    manifest describes."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.labels = manifest.labels
+        self.input_name = manifest.input.name
+        self.preprocess = ImagePreprocessor(manifest.input)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.preprocess.shape()

@@ -7,9 +7,10 @@ from pydantic import Field
 
 from edged.config.base import StrictModel
 from edged.detections import Detections
+from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
 from edged.models.nms import nms_per_class
-from edged.models.preprocess import Geometry, ImagePreprocessor
+from edged.models.preprocess import Geometry
 
 MAX_CANDIDATES = 1000
 MAX_DETECTIONS = 300
@@ -26,14 +27,12 @@ class NanoDetDecode(StrictModel):
     reg_max: int = Field(gt=0)
 
 
-class NanoDetAdapter:
+class NanoDetAdapter(AdapterBase):
     """Preprocess and postprocess for NanoDet as described by its manifest."""
 
     def __init__(self, manifest: Manifest) -> None:
         spec = decode_spec(manifest, NanoDetDecode)
-        self.labels = manifest.labels
-        self.input_name = manifest.input.name
-        self.preprocess = ImagePreprocessor(manifest.input)
+        super().__init__(manifest)
         width, height = manifest.input.size
         self._names = [(o.scores, o.boxes) for o in spec.outputs]
         self._bins = spec.reg_max + 1
@@ -47,10 +46,6 @@ class NanoDetAdapter:
         self._centres = np.concatenate(centres)
         self._strides = np.concatenate(strides)
         self._project = np.arange(self._bins, dtype=np.float32)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess.shape()
 
     def postprocess(
         self,

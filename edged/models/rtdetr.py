@@ -19,8 +19,9 @@ import numpy as np
 
 from edged.config.base import StrictModel
 from edged.detections import Detections
+from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
-from edged.models.preprocess import Geometry, ImagePreprocessor
+from edged.models.preprocess import Geometry
 from edged.models.yolo import MAX_DETECTIONS, check_shape, output, top_candidates, xywh_to_xyxy
 
 
@@ -28,23 +29,16 @@ class RtDetrDecode(StrictModel):
     output: str = "output0"
 
 
-class RtDetrAdapter:
+class RtDetrAdapter(AdapterBase):
     """Preprocess and postprocess for an Ultralytics RT-DETR export."""
 
     def __init__(self, manifest: Manifest) -> None:
         spec = decode_spec(manifest, RtDetrDecode)
-        self.manifest = manifest
-        self.labels = manifest.labels
-        self.input_name = manifest.input.name
-        self.preprocess = ImagePreprocessor(manifest.input)
+        super().__init__(manifest)
         self._output = spec.output
         self._nc = len(manifest.labels)
         width, height = manifest.input.size
         self._size = np.array([width, height, width, height], np.float32)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess.shape()
 
     def postprocess(
         self,

@@ -18,9 +18,10 @@ import numpy as np
 
 from edged.config.base import StrictModel
 from edged.detections import Detections
+from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, ModelError, decode_spec
 from edged.models.nms import nms_per_class
-from edged.models.preprocess import Geometry, ImagePreprocessor
+from edged.models.preprocess import Geometry
 
 MAX_CANDIDATES = 1000
 MAX_DETECTIONS = 300
@@ -87,7 +88,7 @@ class YoloV5Decode(StrictModel):
     output: str = "output0"
 
 
-class YoloV5Adapter:
+class YoloV5Adapter(AdapterBase):
     """YOLOv5 (``ultralytics/yolov5`` ``export.py``): one output ``[B, N, 5 + nc]``, rows
     ``cx, cy, w, h`` (model-input pixels), objectness, ``nc`` class scores; the export has
     already applied the sigmoid and the grid/anchor decoding (N = 25200 at 640). A
@@ -95,16 +96,9 @@ class YoloV5Adapter:
 
     def __init__(self, manifest: Manifest) -> None:
         spec = decode_spec(manifest, YoloV5Decode)
-        self.manifest = manifest
-        self.labels = manifest.labels
-        self.input_name = manifest.input.name
-        self.preprocess = ImagePreprocessor(manifest.input)
+        super().__init__(manifest)
         self._output = spec.output
         self._nc = len(manifest.labels)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess.shape()
 
     def postprocess(
         self,
@@ -146,7 +140,7 @@ class YoloV8Decode(StrictModel):
     nms_in_graph: bool = False
 
 
-class YoloV8Adapter:
+class YoloV8Adapter(AdapterBase):
     """YOLOv8 / YOLO11 (``ultralytics`` ``export(format="onnx")``), two layouts:
 
     - plain (``nms_in_graph: false``): one output ``[B, 4 + nc, N]``, channels first —
@@ -160,17 +154,10 @@ class YoloV8Adapter:
 
     def __init__(self, manifest: Manifest) -> None:
         spec = decode_spec(manifest, YoloV8Decode)
-        self.manifest = manifest
-        self.labels = manifest.labels
-        self.input_name = manifest.input.name
-        self.preprocess = ImagePreprocessor(manifest.input)
+        super().__init__(manifest)
         self._output = spec.output
         self._nms_in_graph = spec.nms_in_graph
         self._nc = len(manifest.labels)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess.shape()
 
     def postprocess(
         self,

@@ -41,9 +41,10 @@ import numpy as np
 
 from edged.config.base import StrictModel
 from edged.detections import Detections
+from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
 from edged.models.nms import nms_per_class
-from edged.models.preprocess import Geometry, ImagePreprocessor
+from edged.models.preprocess import Geometry
 from edged.models.yolo import (
     MAX_DETECTIONS,
     best_class_channels_first,
@@ -59,24 +60,17 @@ class YoloV8SegDecode(StrictModel):
     nms_in_graph: bool = False
 
 
-class YoloV8SegAdapter:
+class YoloV8SegAdapter(AdapterBase):
     """Preprocess and postprocess (boxes and masks) for a YOLOv8/YOLO11-seg export."""
 
     def __init__(self, manifest: Manifest) -> None:
         spec = decode_spec(manifest, YoloV8SegDecode)
-        self.manifest = manifest
-        self.labels = manifest.labels
-        self.input_name = manifest.input.name
-        self.preprocess = ImagePreprocessor(manifest.input)
+        super().__init__(manifest)
         self._output = spec.output
         self._masks = spec.masks
         self._nms_in_graph = spec.nms_in_graph
         self._nc = len(manifest.labels)
         self._in_size = manifest.input.size
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess.shape()
 
     def postprocess(
         self,
@@ -89,13 +83,14 @@ class YoloV8SegAdapter:
         """Detections with masks of batch item ``item``, in the pixels of the source picture."""
         out = output(self.manifest, outputs, self._output)
         protos = output(self.manifest, outputs, self._masks)
-        check_shape(
-            self.manifest, self._masks, protos, "[B, nm, mh, mw]", protos.ndim == 4
-        )
+        check_shape(self.manifest, self._masks, protos, "[B, nm, mh, mw]", protos.ndim == 4)
         nm = protos.shape[1]
         if self._nms_in_graph:
             check_shape(
-                self.manifest, self._output, out, f"[B, max_det, {6 + nm}] (nms_in_graph: true)",
+                self.manifest,
+                self._output,
+                out,
+                f"[B, max_det, {6 + nm}] (nms_in_graph: true)",
                 out.ndim == 3 and out.shape[2] == 6 + nm,
             )
             rows = out[item]
@@ -104,7 +99,9 @@ class YoloV8SegAdapter:
             conf, cls, coeffs = rows[:, 4], np.rint(rows[:, 5]).astype(np.int32), rows[:, 6:]
         else:
             check_shape(
-                self.manifest, self._output, out,
+                self.manifest,
+                self._output,
+                out,
                 f"[B, {4 + self._nc} + nm, N] (nm = {nm} from {self._masks!r})",
                 out.ndim == 3 and out.shape[1] == 4 + self._nc + nm,
             )
@@ -152,7 +149,9 @@ class YoloV8SegAdapter:
             prob = 0.5 + 0.5 * np.tanh(0.5 * cells)  # the sigmoid, without exp overflow
             warp = np.array([[ax, 0.0, u0 - pu0], [0.0, ay, v0 - pv0]], np.float64)
             sampled = cv2.warpAffine(
-                prob, warp, (c1 - c0, r1 - r0),
+                prob,
+                warp,
+                (c1 - c0, r1 - r0),
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
             )
