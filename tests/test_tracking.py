@@ -254,20 +254,22 @@ def ref_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.nda
 
 
 def test_batched_kalman_matches_per_track_reference() -> None:
+    """The batched filter, whose covariance is four 2×2 blocks per track (ByteTrack never
+    couples x, y, a and h), equals the textbook 8×8 filter track by track."""
     rng = np.random.default_rng(0)
     n = 7
     z0 = np.column_stack(
         [rng.uniform(0, 1000, (n, 2)), rng.uniform(0.3, 2, n), rng.uniform(20, 300, n)]
     )
-    mean, cov = kalman.initiate(z0)
-    # Non-zero velocities and correlated covariances, as after a few updates.
-    mean[:, 4:] = rng.normal(0, 3, (n, 4))
-    a = rng.normal(0, 1, (n, 8, 8))
-    cov = cov + a @ a.transpose(0, 2, 1)
+    mean, var = kalman.initiate_blocks(z0)
+    mean[:, 4:] = rng.normal(0, 3, (n, 4))  # moving, as after a few updates
+    for _ in range(3):  # correlated position/velocity terms, as after a few steps
+        mean, var = kalman.predict_blocks(mean, var)
     z = z0 + rng.normal(0, 5, (n, 4))
-
-    pm, pc = kalman.predict(mean, cov)
-    um, uc = kalman.update(pm, pc, z)
+    cov = kalman.blocks_to_cov(var)
+    pm, pv = kalman.predict_blocks(mean, var)
+    um, uv = kalman.update_blocks(pm, pv, z)
+    pc, uc = kalman.blocks_to_cov(pv), kalman.blocks_to_cov(uv)
     for i in range(n):
         rm, rc = ref_predict(mean[i], cov[i])
         assert np.allclose(pm[i], rm) and np.allclose(pc[i], rc)
@@ -281,8 +283,9 @@ def test_kalman_initiate_and_box_round_trip() -> None:
     xyah = kalman.xyxy_to_xyah(xyxy)
     np.testing.assert_allclose(xyah, [[30, 60, 0.5, 80], [15, 5, 3, 10]])
     np.testing.assert_allclose(kalman.xyah_to_xyxy(xyah), xyxy)
-    mean, cov = kalman.initiate(xyah)
+    mean, var = kalman.initiate_blocks(xyah)
     np.testing.assert_array_equal(mean[:, 4:], 0)
+    cov = kalman.blocks_to_cov(var)
     assert np.allclose(cov[0], np.diag(np.square([8, 8, 1e-2, 8, 5, 5, 1e-5, 5])))
-    empty_mean, empty_cov = kalman.update(*kalman.predict(mean[:0], cov[:0]), np.zeros((0, 4)))
-    assert empty_mean.shape == (0, 8) and empty_cov.shape == (0, 8, 8)
+    empty = kalman.update_blocks(*kalman.predict_blocks(mean[:0], var[:0]), np.zeros((0, 4)))
+    assert empty[0].shape == (0, 8) and empty[1].shape == (0, 3, 4)

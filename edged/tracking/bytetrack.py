@@ -45,6 +45,10 @@ class TrackState(IntEnum):
     LOST = 2
 
 
+# Plain ints for the array comparisons: numpy compares an IntEnum member more slowly.
+_TENTATIVE, _TRACKED, _LOST = (int(s) for s in TrackState)
+
+
 class ByteTracker:
     """Assigns persistent ids to detections, one ``update`` per frame."""
 
@@ -56,7 +60,8 @@ class ByteTracker:
     def reset(self) -> None:
         """Drop all tracks. Ids keep increasing so that downstream never sees one reused."""
         self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
+        # covariance as four decoupled 2×2 blocks per track (kalman.initiate_blocks)
+        self._var = np.zeros((0, 3, 4))
         self._id = np.zeros(0, np.int64)  # 0 until the track is confirmed
         self._class = np.zeros(0, np.int32)
         self._hits = np.zeros(0, np.int64)
@@ -79,102 +84,101 @@ class ByteTracker:
         # Before association, so that a track gone longer than the buffer can't be re-found.
         self._remove_expired(ts)
 
-        lost = self._state == TrackState.LOST
+        state = self._state
+        lost = state == _LOST
         # ByteTrack freezes the height velocity of lost tracks.
         self._mean[lost, 7] = 0.0
-        self._mean, self._cov = kalman.predict(self._mean, self._cov)
-        boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
+        self._mean, self._var = kalman.predict_blocks(self._mean, self._var)
 
         n_tracks = len(self._mean)
         det_track = np.full(len(detections), -1, np.intp)
+        track_matched = np.zeros(n_tracks, bool)
         score = detections.score
         high = score >= p.high_thresh
         low = (score >= p.low_thresh) & ~high
+        # One IoU matrix for all stages: each stage takes its rows and columns of it.
+        iou = iou_matrix(kalman.xyah_to_xyxy(self._mean[:, :4]), detections.xyxy)
+        fused = iou * score[None, :] if p.fuse_score else iou
 
-        def associate(tracks: np.ndarray, dets: np.ndarray, fuse: bool, min_sim: float) -> None:
-            sim = iou_matrix(boxes[tracks], detections.xyxy[dets])
-            if fuse:
-                sim *= score[dets][None, :]
+        def associate(tracks: np.ndarray, dets: np.ndarray, fusable: bool, min_sim: float) -> None:
+            if len(tracks) == 0 or len(dets) == 0:
+                return
+            sim = (fused if fusable else iou)[np.ix_(tracks, dets)]
             if p.class_aware:
                 sim[self._class[tracks][:, None] != detections.class_id[dets][None, :]] = -1.0
             rows, cols = assign(sim, min_sim)
             det_track[dets[cols]] = tracks[rows]
+            track_matched[tracks[rows]] = True
 
-        def free_tracks(states: tuple[TrackState, ...]) -> np.ndarray:
-            matched = np.zeros(n_tracks, bool)
-            matched[det_track[det_track >= 0]] = True
-            return np.flatnonzero(np.isin(self._state, states) & ~matched)
-
+        tentative = state == _TENTATIVE
+        associate(np.flatnonzero(~tentative), np.flatnonzero(high), True, p.match_iou)
         associate(
-            free_tracks((TrackState.TRACKED, TrackState.LOST)),
-            np.flatnonzero(high),
-            p.fuse_score,
-            p.match_iou,
+            np.flatnonzero((state == _TRACKED) & ~track_matched),
+            np.flatnonzero(low),
+            False,
+            p.second_match_iou,
         )
+        unmatched_high = high & (det_track < 0)
         associate(
-            free_tracks((TrackState.TRACKED,)), np.flatnonzero(low), False, p.second_match_iou
-        )
-        associate(
-            free_tracks((TrackState.TENTATIVE,)),
-            np.flatnonzero(high & (det_track < 0)),
-            p.fuse_score,
-            p.tentative_match_iou,
+            np.flatnonzero(tentative), np.flatnonzero(unmatched_high), True, p.tentative_match_iou
         )
 
         matched_dets = np.flatnonzero(det_track >= 0)
         t = det_track[matched_dets]
-        self._mean[t], self._cov[t] = kalman.update(
-            self._mean[t], self._cov[t], kalman.xyxy_to_xyah(detections.xyxy[matched_dets])
-        )
-        self._hits[t] += 1
-        self._last_seen[t] = ts
-        self._class[t] = detections.class_id[matched_dets]
+        if len(t):
+            self._mean[t], self._var[t] = kalman.update_blocks(
+                self._mean[t], self._var[t], kalman.xyxy_to_xyah(detections.xyxy[matched_dets])
+            )
+            self._hits[t] += 1
+            self._last_seen[t] = ts
+            self._class[t] = detections.class_id[matched_dets]
 
-        matched = np.zeros(n_tracks, bool)
-        matched[t] = True
-        confirmed = self._state != TrackState.TENTATIVE
-        self._state[confirmed & matched] = TrackState.TRACKED
-        self._state[confirmed & ~matched] = TrackState.LOST
-        survivors = confirmed | matched
+        confirmed = ~tentative
+        state[confirmed & track_matched] = _TRACKED
+        state[confirmed & ~track_matched] = _LOST
+        survivors = confirmed | track_matched
 
         new = np.flatnonzero(high & (det_track < 0) & (score >= p.new_track_thresh))
-        det_track[new] = n_tracks + np.arange(len(new))
-        self._start(detections[new], ts)
-        survivors = np.concatenate([survivors, np.ones(len(new), bool)])
+        if len(new):
+            det_track[new] = n_tracks + np.arange(len(new))
+            self._start(detections[new], ts)
+            survivors = np.concatenate([survivors, np.ones(len(new), bool)])
 
-        confirm = np.flatnonzero((self._state == TrackState.TENTATIVE) & (self._hits >= p.min_hits))
-        self._state[confirm] = TrackState.TRACKED
-        self._id[confirm] = np.arange(self._next_id, self._next_id + len(confirm))
-        self._next_id += len(confirm)
+        confirm = np.flatnonzero((self._state == _TENTATIVE) & (self._hits >= p.min_hits))
+        if len(confirm):
+            self._state[confirm] = _TRACKED
+            self._id[confirm] = np.arange(self._next_id, self._next_id + len(confirm))
+            self._next_id += len(confirm)
 
-        track_id = np.zeros(len(detections), np.int64)
         has_track = det_track >= 0
+        track_id = np.zeros(len(detections), np.int64)
         track_id[has_track] = self._id[det_track[has_track]]
         reported = track_id > 0
         out = detections[reported]
         out.track_id = track_id[reported]
 
-        self._keep(survivors)
+        if not survivors.all():
+            self._keep(survivors)
         self._remove_expired(ts)
         return out
 
     def _start(self, detections: Detections, ts: float) -> None:
         """Append one tentative track per detection."""
         n = len(detections)
-        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(detections.xyxy))
+        mean, var = kalman.initiate_blocks(kalman.xyxy_to_xyah(detections.xyxy))
         self._mean = np.concatenate([self._mean, mean])
-        self._cov = np.concatenate([self._cov, cov])
+        self._var = np.concatenate([self._var, var])
         self._id = np.concatenate([self._id, np.zeros(n, np.int64)])
         self._class = np.concatenate([self._class, detections.class_id.astype(np.int32)])
         self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
-        self._state = np.concatenate([self._state, np.full(n, TrackState.TENTATIVE, np.int8)])
+        self._state = np.concatenate([self._state, np.full(n, _TENTATIVE, np.int8)])
         self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
 
     def _keep(self, keep: np.ndarray) -> None:
         """Drop the tracks where ``keep`` is False, reporting confirmed ones as ended."""
         self._ended.extend(self._id[~keep & (self._id > 0)].tolist())
         self._mean = self._mean[keep]
-        self._cov = self._cov[keep]
+        self._var = self._var[keep]
         self._id = self._id[keep]
         self._class = self._class[keep]
         self._hits = self._hits[keep]
@@ -183,8 +187,6 @@ class ByteTracker:
 
     def _remove_expired(self, ts: float) -> None:
         """Drop lost tracks not seen for longer than the buffer."""
-        expired = (self._state == TrackState.LOST) & (
-            ts - self._last_seen > self.params.lost_track_buffer_s
-        )
+        expired = (self._state == _LOST) & (ts - self._last_seen > self.params.lost_track_buffer_s)
         if expired.any():
             self._keep(~expired)

@@ -1,7 +1,15 @@
 """Constant-velocity Kalman filter in (x, y, aspect, height) space, batched over tracks.
 
-The model and noise weights follow ByteTrack's ``KalmanFilter``; every function takes
-and returns stacks (means N×8, covariances N×8×8) so that all tracks advance in one call.
+The model and noise weights follow ByteTrack's ``KalmanFilter``; every function takes and
+returns stacks (means N×8) so that all tracks advance in one call.
+
+Started from a diagonal covariance, ByteTrack's filter never couples two of the four
+coordinates: the motion matrix pairs each position
+with its own velocity, the noises are diagonal and the measurement picks the positions. The
+8×8 covariance is then four independent 2×2 blocks, kept as an N×3×4 array ``var`` (position
+variance, position–velocity covariance, velocity variance, per coordinate), and predict and
+update are a few element-wise operations instead of batched 8×8 products and solves — the same
+numbers up to rounding (``blocks_to_cov`` gives the 8×8 form back).
 """
 
 from __future__ import annotations
@@ -33,40 +41,67 @@ def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
     return np.concatenate([xyah[:, :2] - half, xyah[:, :2] + half], axis=1)
 
 
-def _diag(std: np.ndarray) -> np.ndarray:
-    """N×K standard deviations to N×K×K diagonal covariances."""
-    return np.eye(std.shape[1]) * np.square(std)[:, None, :]
+def _squares(std: np.ndarray, aspect_std: float) -> np.ndarray:
+    """N standard deviations (for x, y, h) → N×4 variances, the aspect's fixed."""
+    sq = np.square(std)
+    out = np.empty((len(std), 4))
+    out[:] = sq[:, None]
+    out[:, 2] = aspect_std * aspect_std
+    return out
 
 
-def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start tracks from N×4 xyah measurements, with zero velocity."""
+def initiate_blocks(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New tracks from N (x, y, a, h) measurements: zero velocity, wide uncertainty; the
+    covariance as N×3×4 blocks (see the module doc)."""
     n = len(measurements)
-    mean = np.concatenate([measurements, np.zeros((n, 4))], axis=1)
+    mean = np.zeros((n, 8))
+    mean[:, :4] = measurements
     h = measurements[:, 3]
-    p, v = 2 * STD_WEIGHT_POSITION * h, 10 * STD_WEIGHT_VELOCITY * h
-    std = np.stack([p, p, np.full(n, 1e-2), p, v, v, np.full(n, 1e-5), v], axis=1)
-    return mean, _diag(std)
+    var = np.zeros((n, 3, 4))
+    var[:, 0] = _squares(2 * STD_WEIGHT_POSITION * h, 1e-2)
+    var[:, 2] = _squares(10 * STD_WEIGHT_VELOCITY * h, 1e-5)
+    return mean, var
 
 
-def predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Advance all tracks by one frame."""
-    n = len(mean)
+def predict_blocks(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One constant-velocity step for every track at once."""
     h = mean[:, 3]
-    p, v = STD_WEIGHT_POSITION * h, STD_WEIGHT_VELOCITY * h
-    std = np.stack([p, p, np.full(n, 1e-2), p, v, v, np.full(n, 1e-5), v], axis=1)
-    return mean @ MOTION.T, MOTION @ cov @ MOTION.T + _diag(std)
+    new_mean = mean.copy()
+    new_mean[:, :4] += mean[:, 4:]
+    pp, pv, vv = var[:, 0], var[:, 1], var[:, 2]
+    new_var = np.empty_like(var)
+    new_var[:, 1] = pv + vv
+    new_var[:, 0] = pp + pv + new_var[:, 1] + _squares(STD_WEIGHT_POSITION * h, 1e-2)
+    new_var[:, 2] = vv + _squares(STD_WEIGHT_VELOCITY * h, 1e-5)
+    return new_mean, new_var
 
 
-def update(
-    mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray
+def update_blocks(
+    mean: np.ndarray, var: np.ndarray, measurements: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Correct N tracks with N xyah measurements (row i belongs to track i)."""
-    n = len(mean)
-    p = STD_WEIGHT_POSITION * mean[:, 3]
-    innovation_cov = cov[:, :4, :4] + _diag(np.stack([p, p, np.full(n, 1e-1), p], axis=1))
-    # K = P Hᵀ S⁻¹, solved as S Kᵀ = H P since S and P are symmetric.
-    gain = np.linalg.solve(innovation_cov, cov[:, :4, :]).transpose(0, 2, 1)
+    """Correct every track with its measurement: per coordinate, S = P_pp + R and gain
+    (P_pp, P_pv) / S."""
+    pp, pv, vv = var[:, 0], var[:, 1], var[:, 2]
+    s = pp + _squares(STD_WEIGHT_POSITION * mean[:, 3], 1e-1)
+    k_pos, k_vel = pp / s, pv / s
     innovation = measurements - mean[:, :4]
-    new_mean = mean + np.einsum("nij,nj->ni", gain, innovation)
-    new_cov = cov - gain @ innovation_cov @ gain.transpose(0, 2, 1)
-    return new_mean, new_cov
+    new_mean = np.empty_like(mean)
+    new_mean[:, :4] = mean[:, :4] + k_pos * innovation
+    new_mean[:, 4:] = mean[:, 4:] + k_vel * innovation
+    new_var = np.empty_like(var)
+    new_var[:, 0] = pp - k_pos * pp
+    new_var[:, 1] = pv - k_pos * pv
+    new_var[:, 2] = vv - k_vel * pv
+    return new_mean, new_var
+
+
+def blocks_to_cov(var: np.ndarray) -> np.ndarray:
+    """N×3×4 blocks → N×8×8 covariances."""
+    n = len(var)
+    cov = np.zeros((n, 8, 8))
+    i = np.arange(4)
+    cov[:, i, i] = var[:, 0]
+    cov[:, i, i + 4] = var[:, 1]
+    cov[:, i + 4, i] = var[:, 1]
+    cov[:, i + 4, i + 4] = var[:, 2]
+    return cov

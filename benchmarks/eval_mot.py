@@ -1,0 +1,174 @@
+"""edged's ByteTrack against roboflow ``trackers`` ByteTrack on MOTChallenge 2015 sequences:
+HOTA, DetA, AssA, MOTA, IDF1 and ID switches per sequence and combined, from TrackEval.
+
+    python -m benchmarks.eval_mot [--data ../shared/datasets/mot15] [--json] [--no-cache]
+        [--feeds 0.05,0.35]
+
+The detector runs once per sequence (``benchmarks.tracking``: score ≥ 0.05, cached) and every
+tracker sees the same boxes. For each feed threshold t in ``--feeds`` (default: 0.05, as
+MEASURED.md fed the peer, and the daemon's ``detect.min_score`` default, 0.35, what edged's
+tracker gets in the daemon) both trackers get the boxes with score ≥ t:
+
+- ``edged``: ``ByteTrackParams`` built from ``TrackerConfig``'s defaults as the daemon builds
+  them, ``ts`` = the frame's time in the sequence (frame / fps).
+- ``trackers``: ``ByteTrackTracker`` with the library's defaults and ``frame_rate`` = the
+  sequence's fps (its lost buffer is 30 frames at 30 fps, i.e. 1 s, like edged's).
+
+Only confirmed tracks are written (edged reports only those; the peer's unconfirmed boxes carry
+id −1 and are dropped). TrackEval's MotChallenge2DBox, BENCHMARK MOT15: ground-truth rows with
+conf 0 are not evaluated, tracker boxes are not preprocessed; "COMBINED" is TrackEval's
+combination over the sequences (not a mean of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks import mot15
+from benchmarks import tracking as T
+from edged.config.camera import DetectConfig, TrackerConfig
+from edged.tracking import ByteTrackParams
+
+METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
+REFERENCE = {  # MEASURED.md: the peer, library defaults, fed every detection ≥ 0.05, combined
+    "trackers@0.05": {"HOTA": 32.1, "MOTA": -8.8, "IDF1": 41.7},
+}
+
+
+def daemon_params() -> ByteTrackParams:
+    """What ``CameraAnalytics`` gives the tracker with a default ``tracker:`` section."""
+    t = TrackerConfig()
+    return ByteTrackParams(
+        high_thresh=t.high_thresh,
+        low_thresh=t.low_thresh,
+        new_track_thresh=t.new_track_thresh,
+        min_hits=t.min_hits,
+        lost_track_buffer_s=t.lost_track_buffer_s,
+        class_aware=t.class_aware,
+    )
+
+
+def daemon_min_score() -> float:
+    return float(DetectConfig.model_fields["min_score"].default)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    sequences = mot15.load_sequences(args.data)
+    log = (lambda m: print(m, file=sys.stderr)) if not args.quiet else None
+    dets = T.detect_sequences(sequences, threads=args.threads, use_cache=not args.no_cache, log=log)
+    params = daemon_params()
+    feeds = [float(f) for f in args.feeds.split(",")] if args.feeds else [0.05, daemon_min_score()]
+
+    results: dict[str, dict[str, Any]] = {}
+    tracking_s: dict[str, float] = {}
+    trackers: dict[str, dict[str, Any]] = {}
+    for feed in feeds:
+        for kind in ("edged", "trackers"):
+            name = f"{kind}@{feed:g}"
+            t0 = time.perf_counter()
+            per_seq = {}
+            for sd in dets:
+                frames = sd.fed(feed)
+                tracked = (
+                    T.run_edged(frames, sd.fps, params)
+                    if kind == "edged"
+                    else T.run_peer(frames, sd.fps)
+                )
+                per_seq[sd.seq.name] = T.mot_rows(tracked)
+            tracking_s[name] = time.perf_counter() - t0
+            results[name] = per_seq
+            trackers[name] = {
+                "tracker": kind,
+                "feed_min_score": feed,
+                "settings": (
+                    asdict(params) if kind == "edged" else "library defaults, frame_rate=fps"
+                ),
+            }
+    t0 = time.perf_counter()
+    metrics = T.trackeval(args.data, sequences, results)
+    eval_s = time.perf_counter() - t0
+    for name, info in trackers.items():
+        info["metrics"] = {
+            ("COMBINED" if s == "COMBINED_SEQ" else s): m for s, m in metrics[name].items()
+        }
+    return {
+        "sequences": {
+            sd.seq.name: {"frames": len(sd.frames), "fps": sd.fps, "size": list(sd.size)}
+            for sd in dets
+        },
+        "detector": {
+            "model": str(T.MODEL.relative_to(T.ROOT)),
+            "min_score": T.DETECT_MIN_SCORE,
+            "nms_iou": T.DETECT_NMS,
+            "threads": args.threads,
+            "seconds": {sd.seq.name: sd.detect_s for sd in dets},  # None: from the cache
+        },
+        "daemon_detect_min_score": daemon_min_score(),
+        "trackers": trackers,
+        "reference_measured_md": REFERENCE,
+        "runtime_s": {
+            "tracking": tracking_s,
+            "trackeval": eval_s,
+            "total": time.perf_counter() - t_start,
+        },
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    trackers = result["trackers"]
+    names = list(trackers)
+    seqs = [*result["sequences"], "COMBINED"]
+    width = max(len(n) for n in names) + 2
+    lines = []
+    header = f"{'sequence':<16}{'tracker':<{width}}" + "".join(f"{m:>8}" for m in METRICS)
+    lines.append(header)
+    lines.append("-" * len(header))
+    for seq in seqs:
+        for name in names:
+            m = trackers[name]["metrics"][seq]
+            cells = "".join(f"{m[k]:>8d}" if k == "IDSW" else f"{m[k]:>8.1f}" for k in METRICS)
+            lines.append(f"{seq:<16}{name:<{width}}{cells}")
+        lines.append("")
+    ref = ", ".join(f"{k} {v}" for k, v in result["reference_measured_md"]["trackers@0.05"].items())
+    lines.append(f"MEASURED.md, trackers@0.05 combined: {ref}")
+    rt = result["runtime_s"]
+    lines.append(
+        "tracking s: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in rt["tracking"].items())
+        + f"; TrackEval {rt['trackeval']:.1f} s; total {rt['total']:.1f} s"
+    )
+    det = result["detector"]["seconds"]
+    lines.append(
+        "detector s: "
+        + ", ".join(f"{k} {'cached' if v is None else f'{v:.1f}'}" for k, v in det.items())
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=T.DATA)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--feeds",
+        default="",
+        help="comma-separated score thresholds the trackers are fed "
+        "(default: 0.05 and the daemon's detect.min_score)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="detector intra-op threads")
+    parser.add_argument("--no-cache", action="store_true", help="run the detector again")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result, indent=2) if args.json else table(result))
+
+
+if __name__ == "__main__":
+    main()
