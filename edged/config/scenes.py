@@ -7,5 +7,6 @@ from typing import Annotated
 from pydantic import Field
 
 from edged.config.scene_surveillance import SurveillanceConfig
+from edged.config.scene_traffic import TrafficConfig
 
-SceneConfig = Annotated[SurveillanceConfig, Field(discriminator="preset")]
+SceneConfig = Annotated[SurveillanceConfig | TrafficConfig, Field(discriminator="preset")]
