@@ -168,13 +168,36 @@ def load(
         config = Config.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError(
-            [f"{places.of(e['loc'])}: {dotted(e['loc'])}: {_describe(e)}" for e in exc.errors()]
+            [
+                f"{places.of(loc)}: {dotted(loc)}: {_describe(e)}"
+                for e in exc.errors()
+                for loc in [_data_loc(data, e["loc"])]
+            ]
         ) from None
     refs = config.reference_errors()
     if refs:
         raise ConfigError([f"{places.of(loc)}: {dotted(loc)}: {msg}" for loc, msg in refs])
     config._places = places.at
     return config
+
+
+def _data_loc(data: Any, loc: Loc) -> Loc:
+    """``loc`` without the tags pydantic adds for tagged unions (``scene.retail_shelf.slots``
+    is ``scene.slots`` in the file), so an error names the key as written."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        present = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if present:
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part in node.values():
+            continue  # the tag of a tagged union: the value of its discriminator key
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
 
 
 def place_of(config: Config, loc: Loc) -> str:

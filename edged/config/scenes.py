@@ -6,7 +6,10 @@ from typing import Annotated
 
 from pydantic import Field
 
+from edged.config.scene_retail import RetailShelfConfig
 from edged.config.scene_surveillance import SurveillanceConfig
 from edged.config.scene_traffic import TrafficConfig
 
-SceneConfig = Annotated[SurveillanceConfig | TrafficConfig, Field(discriminator="preset")]
+SceneConfig = Annotated[
+    SurveillanceConfig | RetailShelfConfig | TrafficConfig, Field(discriminator="preset")
+]

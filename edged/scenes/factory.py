@@ -10,6 +10,7 @@ from edged.scenes.base import SceneModule
 # preset → "module:Class"; each class is built as Class(camera, camera_config, labels, w, h)
 PRESETS = {
     "surveillance": "edged.scenes.surveillance:Surveillance",
+    "retail_shelf": "edged.scenes.retail_shelf:RetailShelf",
     "traffic": "edged.scenes.traffic:Traffic",
 }
 
