@@ -12,7 +12,10 @@ tracker gets in the daemon) both trackers get the boxes with score ≥ t:
 - ``edged``: ``ByteTrackParams`` built from ``TrackerConfig``'s defaults as the daemon builds
   them, ``ts`` = the frame's time in the sequence (frame / fps).
 - ``trackers``: ``ByteTrackTracker`` with the library's defaults and ``frame_rate`` = the
-  sequence's fps (its lost buffer is 30 frames at 30 fps, i.e. 1 s, like edged's).
+  sequence's fps (its lost buffer is 30 frames at 30 fps, i.e. 1 s).
+- ``trackers~edged``: the same with edged's settings where the two have one: lost buffer
+  (in 30 fps frames), high and new-track thresholds — what a user who tuned the peer would
+  get.
 
 Only confirmed tracks are written (edged reports only those; the peer's unconfirmed boxes carry
 id −1 and are dropped). TrackEval's MotChallenge2DBox, BENCHMARK MOT15: ground-truth rows with
@@ -32,6 +35,7 @@ from typing import Any
 
 from benchmarks import mot15
 from benchmarks import tracking as T
+from edged.analytics.camera import tracker_params
 from edged.config.camera import DetectConfig, TrackerConfig
 from edged.tracking import ByteTrackParams
 
@@ -43,15 +47,17 @@ REFERENCE = {  # MEASURED.md: the peer, library defaults, fed every detection �
 
 def daemon_params() -> ByteTrackParams:
     """What ``CameraAnalytics`` gives the tracker with a default ``tracker:`` section."""
-    t = TrackerConfig()
-    return ByteTrackParams(
-        high_thresh=t.high_thresh,
-        low_thresh=t.low_thresh,
-        new_track_thresh=t.new_track_thresh,
-        min_hits=t.min_hits,
-        lost_track_buffer_s=t.lost_track_buffer_s,
-        class_aware=t.class_aware,
-    )
+    return tracker_params(TrackerConfig())
+
+
+def peer_like(params: ByteTrackParams) -> dict[str, Any]:
+    """The peer's arguments that mean what edged's settings mean."""
+    return {
+        "lost_track_buffer": round(params.lost_track_buffer_s * 30),
+        "high_conf_det_threshold": params.high_thresh,
+        "track_activation_threshold": params.new_track_thresh,
+        "minimum_consecutive_frames": params.min_hits,
+    }
 
 
 def daemon_min_score() -> float:
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tracking_s: dict[str, float] = {}
     trackers: dict[str, dict[str, Any]] = {}
     for feed in feeds:
-        for kind in ("edged", "trackers"):
+        for kind in ("edged", "trackers", "trackers~edged"):
             name = f"{kind}@{feed:g}"
             t0 = time.perf_counter()
             per_seq = {}
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 tracked = (
                     T.run_edged(frames, sd.fps, params)
                     if kind == "edged"
-                    else T.run_peer(frames, sd.fps)
+                    else T.run_peer(frames, sd.fps, **(peer_like(params) if "~" in kind else {}))
                 )
                 per_seq[sd.seq.name] = T.mot_rows(tracked)
             tracking_s[name] = time.perf_counter() - t0
@@ -88,7 +94,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tracker": kind,
                 "feed_min_score": feed,
                 "settings": (
-                    asdict(params) if kind == "edged" else "library defaults, frame_rate=fps"
+                    asdict(params)
+                    if kind == "edged"
+                    else peer_like(params)
+                    if "~" in kind
+                    else "library defaults, frame_rate=fps"
                 ),
             }
     t0 = time.perf_counter()

@@ -282,3 +282,18 @@ def test_unconfirmed_detections_never_count() -> None:
             if e.kind == "line_crossing"
         ]
     assert len(crossings) == 1 and crossings[0].payload["track_id"] == 1
+
+
+@pytest.mark.parametrize(("last_x", "counted"), [(103, ["in"]), (97, [])])
+def test_a_track_ending_inside_the_band_counts_only_past_the_line(
+    last_x: float, counted: list[str]
+) -> None:
+    """A person who steps over the line and vanishes (a door, the picture's edge, behind
+    someone) before getting past the band has crossed; one who vanishes short of it has not."""
+    line = banded(band_px=10, cancel_s=1.0)
+    events = []
+    for k, x in enumerate([70, 80, 88, last_x]):
+        events += line.update(frame(k / 10, [(1, x, 50, 0)]))
+    events += line.update(frame(2.0, [], ended=[1]))
+    assert [e.payload["direction"] for e in events if e.kind == "line_crossing"] == counted
+    assert line.totals["in"] == ({"person": 1} if counted else {})

@@ -236,13 +236,15 @@ def test_iou_and_assignment() -> None:
 
 
 # Reference: ByteTrack's per-track KalmanFilter, written out one track at a time.
-def ref_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ref_predict(
+    mean: np.ndarray, cov: np.ndarray, dt: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     f = np.eye(8)
     for i in range(4):
-        f[i, 4 + i] = 1.0
+        f[i, 4 + i] = dt
     h = mean[3]
     std = [h / 20, h / 20, 1e-2, h / 20, h / 160, h / 160, 1e-5, h / 160]
-    return f @ mean, f @ cov @ f.T + np.diag(np.square(std))
+    return f @ mean, f @ cov @ f.T + dt * np.diag(np.square(std))
 
 
 def ref_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,9 +255,11 @@ def ref_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.nda
     return mean + gain @ (z - hmat @ mean), cov - gain @ s @ gain.T
 
 
-def test_batched_kalman_matches_per_track_reference() -> None:
+@pytest.mark.parametrize("dt", [1.0, 4.3, 0.25])
+def test_batched_kalman_matches_per_track_reference(dt: float) -> None:
     """The batched filter, whose covariance is four 2×2 blocks per track (ByteTrack never
-    couples x, y, a and h), equals the textbook 8×8 filter track by track."""
+    couples x, y, a and h), equals the textbook 8×8 filter track by track, for steps of any
+    length (F with dt, process noise dt × a step's)."""
     rng = np.random.default_rng(0)
     n = 7
     z0 = np.column_stack(
@@ -267,11 +271,11 @@ def test_batched_kalman_matches_per_track_reference() -> None:
         mean, var = kalman.predict_blocks(mean, var)
     z = z0 + rng.normal(0, 5, (n, 4))
     cov = kalman.blocks_to_cov(var)
-    pm, pv = kalman.predict_blocks(mean, var)
+    pm, pv = kalman.predict_blocks(mean, var, dt)
     um, uv = kalman.update_blocks(pm, pv, z)
     pc, uc = kalman.blocks_to_cov(pv), kalman.blocks_to_cov(uv)
     for i in range(n):
-        rm, rc = ref_predict(mean[i], cov[i])
+        rm, rc = ref_predict(mean[i], cov[i], dt)
         assert np.allclose(pm[i], rm) and np.allclose(pc[i], rc)
         rm, rc = ref_update(rm, rc, z[i])
         assert np.allclose(um[i], rm) and np.allclose(uc[i], rc)
@@ -289,3 +293,22 @@ def test_kalman_initiate_and_box_round_trip() -> None:
     assert np.allclose(cov[0], np.diag(np.square([8, 8, 1e-2, 8, 5, 5, 1e-5, 5])))
     empty = kalman.update_blocks(*kalman.predict_blocks(mean[:0], var[:0]), np.zeros((0, 4)))
     assert empty[0].shape == (0, 8) and empty[1].shape == (0, 3, 4)
+
+
+@pytest.mark.parametrize("slow_fps", [5.0, 2.5])
+def test_motion_model_runs_on_stream_time_when_the_frame_rate_drops(slow_fps: float) -> None:
+    """A person running at 400 px/s seen at 25 fps, then at a lower rate (detect_fps, dropped
+    frames): predicted one frame's worth of motion per update, the track would fall behind by
+    more than a box width and break; predicted by elapsed time, it keeps its id."""
+    tracker = ByteTracker()
+    speed, ts, ids = 400.0, 0.0, set()
+    for _ in range(15):
+        out = tracker.update(dets([box(100 + speed * ts, 200, w=60, h=150)]), ts)
+        ids.update(out.track_id.tolist())
+        ts += 1 / 25
+    for _ in range(6):
+        ts += 1 / slow_fps
+        out = tracker.update(dets([box(100 + speed * ts, 200, w=60, h=150)]), ts)
+        assert len(out) == 1, ts
+        ids.update(out.track_id.tolist())
+    assert ids == {1}

@@ -9,7 +9,7 @@ from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame, class_filter
 from edged.analytics.zones import Zone, ZoneRules
-from edged.config.camera import CameraConfig
+from edged.config.camera import CameraConfig, TrackerConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.detections import Detections
@@ -19,6 +19,19 @@ from edged.models.segmenter import PersonMask
 from edged.scenes.base import SceneModule
 from edged.scenes.factory import make_scene
 from edged.tracking import ByteTracker, ByteTrackParams
+
+
+def tracker_params(t: TrackerConfig) -> ByteTrackParams:
+    """The tracker settings a camera's ``tracker:`` section gives."""
+    return ByteTrackParams(
+        high_thresh=t.high_thresh,
+        low_thresh=t.low_thresh,
+        new_track_thresh=t.new_track_thresh,
+        match_iou=t.match_iou,
+        min_hits=t.min_hits,
+        lost_track_buffer_s=t.lost_track_buffer_s,
+        class_aware=t.class_aware,
+    )
 
 
 class CameraAnalytics:
@@ -31,17 +44,7 @@ class CameraAnalytics:
         self.labels = labels
         self.check_geometry()
         self.keep = class_filter(labels, config.detect.classes)
-        t = config.tracker
-        self.tracker = ByteTracker(
-            ByteTrackParams(
-                high_thresh=t.high_thresh,
-                low_thresh=t.low_thresh,
-                new_track_thresh=t.new_track_thresh,
-                min_hits=t.min_hits,
-                lost_track_buffer_s=t.lost_track_buffer_s,
-                class_aware=t.class_aware,
-            )
-        )
+        self.tracker = ByteTracker(tracker_params(config.tracker))
         self.lifecycle = ObjectLifecycle(camera)
         self.alerts = Alerts(camera)
         self.zones: list[Zone] = []

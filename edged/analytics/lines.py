@@ -96,16 +96,18 @@ class Line:
         self._in_sign = 1 if along > 0 else -1
         self._last: dict[int, tuple[np.ndarray, int]] = {}
         self._pending: dict[int, _Crossing] = {}
+        self._in_band: dict[int, tuple[np.ndarray, int, _Crossing]] = {}
         self.totals: dict[str, dict[str, int]] = {"in": {}, "out": {}}
         self._published = False
 
-    def _sides(self, pts: np.ndarray) -> np.ndarray:
-        """+1 / −1 beyond the band on either side, 0 within it."""
+    def _sides(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The side of the line (+1 / −1, 0 on it) and the same with 0 within the band."""
         rel = pts.astype(np.float64) - self.p0
         dist = (self.d[0] * rel[:, 1] - self.d[1] * rel[:, 0]) / self._length
-        sides = np.sign(dist).astype(np.int64)
+        raw = np.sign(dist).astype(np.int64)
+        sides = raw.copy()
         sides[np.abs(dist) < max(self.rules.band_px, 1e-9)] = 0
-        return sides
+        return raw, sides
 
     def update(self, tf: TrackedFrame) -> list[Event]:
         objects = tf.objects
@@ -114,31 +116,21 @@ class Line:
         if self.class_ids is not None:
             keep = np.isin(objects.class_id, self.class_ids)
         pts = objects.anchors(self.anchor)
-        sides = self._sides(pts)
-        for i in np.flatnonzero(keep & (sides != 0)).tolist():
+        raw, sides = self._sides(pts)
+        for i in np.flatnonzero(keep).tolist():
             tid = int(objects.track_id[i])
+            if sides[i] == 0:
+                # within the band: remembered in case the track ends here, past the line
+                if raw[i] != 0:
+                    self._in_band[tid] = (pts[i], int(raw[i]), self._crossing(tf, i, raw[i]))
+                continue
+            self._in_band.pop(tid, None)
             prev = self._last.get(tid)
             self._last[tid] = (pts[i], int(sides[i]))
-            if prev is None or prev[1] == sides[i]:
-                continue
-            # the step from the last point beyond the band to this one must pass the segment
-            if self.rules.segment and not shapely.intersects(
-                self.segment, LineString([prev[0], pts[i]])
-            ):
-                continue
-            direction = "in" if sides[i] == self._in_sign else "out"
-            pending = self._pending.pop(tid, None)
-            if pending is not None and pending.direction != direction:
-                continue  # back across before it was confirmed: neither counts
-            self._pending[tid] = _Crossing(
-                tid,
-                direction,
-                tf.media_ts,
-                tf.wall_ts,
-                tf.label(i),
-                round(float(objects.score[i]), 3),
-                tf.box(i),
-            )
+            if prev is not None and prev[1] != sides[i]:
+                self._cross(tid, prev[0], pts[i], self._crossing(tf, i, sides[i]))
+        for tid in tf.ended:
+            self._ended_in_band(tid)
         due = [
             tid
             for tid, c in self._pending.items()
@@ -149,8 +141,41 @@ class Line:
             self._last.pop(tid, None)
         return events
 
+    def _crossing(self, tf: TrackedFrame, i: int, side: int) -> _Crossing:
+        assert tf.objects.track_id is not None
+        return _Crossing(
+            int(tf.objects.track_id[i]),
+            "in" if side == self._in_sign else "out",
+            tf.media_ts,
+            tf.wall_ts,
+            tf.label(i),
+            round(float(tf.objects.score[i]), 3),
+            tf.box(i),
+        )
+
+    def _cross(self, tid: int, start: np.ndarray, end: np.ndarray, crossing: _Crossing) -> None:
+        """A step from one side to the other: pending until ``cancel_s`` has passed."""
+        # the step from the last point beyond the band to this one must pass the segment
+        if self.rules.segment and not shapely.intersects(self.segment, LineString([start, end])):
+            return
+        pending = self._pending.pop(tid, None)
+        if pending is not None and pending.direction != crossing.direction:
+            return  # back across before it was confirmed: neither counts
+        self._pending[tid] = crossing
+
+    def _ended_in_band(self, tid: int) -> None:
+        """A track that ends past the line but inside the band (a person through a door, out
+        of the picture, lost behind another) has crossed: its last step counts."""
+        near = self._in_band.pop(tid, None)
+        prev = self._last.get(tid)
+        if near is not None and prev is not None and near[1] != prev[1]:
+            self._cross(tid, prev[0], near[0], near[2])
+
     def finish(self, tf: TrackedFrame) -> list[Event]:
-        """The stream ended: crossings still waiting for their cancel window count."""
+        """The stream ended: every track ends, and crossings still waiting for their cancel
+        window count."""
+        for tid in list(self._in_band):
+            self._ended_in_band(tid)
         return self._confirm(list(self._pending), tf.wall_ts)
 
     def _confirm(self, track_ids: list[int], wall_ts: float) -> list[Event]:

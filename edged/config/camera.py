@@ -86,7 +86,12 @@ class TrackerConfig(StrictModel):
     low_thresh: float = Field(0.1, ge=0.0, le=1.0)
     new_track_thresh: float = Field(0.6, ge=0.0, le=1.0)
     min_hits: int = Field(2, ge=1)
-    lost_track_buffer_s: float = Field(1.0, ge=0.0)
+    # 2 s and 0.1 were chosen on MOT15 (benchmarks/eval_mot.py): at 7–25 fps people pass
+    # behind each other for over a second, and a stricter first match breaks their tracks.
+    lost_track_buffer_s: float = Field(2.0, ge=0.0)
+    match_iou: float = Field(
+        0.1, gt=0.0, le=1.0, description="first-stage minimum IoU × detection score"
+    )
     class_aware: bool = False
 
     @model_validator(mode="after")

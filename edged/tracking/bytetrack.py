@@ -28,11 +28,11 @@ class ByteTrackParams:
     high_thresh: float = 0.5
     low_thresh: float = 0.1
     new_track_thresh: float = 0.6
-    match_iou: float = 0.2
+    match_iou: float = 0.1
     second_match_iou: float = 0.5
     tentative_match_iou: float = 0.3
     min_hits: int = 2
-    lost_track_buffer_s: float = 1.0
+    lost_track_buffer_s: float = 2.0
     class_aware: bool = False
     fuse_score: bool = True
 
@@ -68,6 +68,7 @@ class ByteTracker:
         self._state = np.zeros(0, np.int8)
         self._last_seen = np.zeros(0, np.float64)
         self._ended: list[int] = []
+        self._last_ts: float | None = None
 
     @property
     def ended(self) -> list[int]:
@@ -88,7 +89,11 @@ class ByteTracker:
         lost = state == _LOST
         # ByteTrack freezes the height velocity of lost tracks.
         self._mean[lost, 7] = 0.0
-        self._mean, self._var = kalman.predict_blocks(self._mean, self._var)
+        # the motion model runs on stream time: frames skipped by detect_fps or lost in
+        # decode are predicted across, not taken for one step
+        dt = 1.0 if self._last_ts is None else max(ts - self._last_ts, 0.0) / kalman.STEP_S
+        self._last_ts = ts
+        self._mean, self._var = kalman.predict_blocks(self._mean, self._var, dt)
 
         n_tracks = len(self._mean)
         det_track = np.full(len(detections), -1, np.intp)
