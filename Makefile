@@ -1,5 +1,6 @@
 # One command for the demo, one for the tests; both set up what they need first.
 #   make demo   — venv, install, Mosquitto (started privately if none listens), run the demo
+#                 (CONFIG=configs/traffic.yaml and the like for a scene preset)
 #   make test   — venv, install, Mosquitto, ruff, the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,6 +8,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MQTT_HOST ?= 127.0.0.1
 MQTT_PORT ?= 1883
+# the demo's config: configs/demo.yaml, or a scene preset's (surveillance, traffic, retail_shelf)
+CONFIG ?= configs/demo.yaml
 
 .ONESHELL:
 SHELL := /bin/bash
@@ -50,14 +53,15 @@ demo: setup
 	  mosquitto -c "$$work/mosquitto.conf" 2>"$$work/mosquitto.log" & pids+=($$!)
 	  for _ in $$(seq 50); do (exec 3<>/dev/tcp/$$host/$$port) 2>/dev/null && break; sleep 0.1; done
 	fi
-	mosquitto_sub -h $$host -p $$port -t 'edged/demo/#' -v > "$$work/received" & pids+=($$!)
+	device=$$($(BIN)/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["device_id"])' $(CONFIG))
+	mosquitto_sub -h $$host -p $$port -t "edged/$$device/#" -v > "$$work/received" & pids+=($$!)
 	echo "broker $$host:$$port; events print below as JSON lines (Ctrl-C stops)"
 	EDGED_MQTT_HOST=$$host EDGED_MQTT_PORT=$$port EDGED_STATE_DIR="$$work/state" \
-	  $(BIN)/edged run configs/demo.yaml --print-events
+	  $(BIN)/edged run $(CONFIG) --print-events
 	sleep 0.5  # let the subscriber print the last messages before it is stopped
 	$(BIN)/python -c 'import collections, json, sys
 	kinds = collections.Counter(json.loads(p)["kind"] for _, _, p in (l.partition(" ") for l in open(sys.argv[1])) if p.startswith("{"))
-	print("the broker delivered on edged/demo/#: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))' "$$work/received"
+	print(f"the broker delivered on edged/{sys.argv[2]}/#: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))' "$$work/received" "$$device"
 
 lint: setup
 	$(BIN)/ruff check edged tests benchmarks
