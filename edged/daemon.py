@@ -199,6 +199,7 @@ def _reload(
         return config
     reporter.reloading()
     config, event = reload_config(config, load, pipeline, RESTART_STOP_S)
+    reporter.ready_timeout_s = config.service.ready_timeout_s
     sink.emit([event])
     reporter.reloaded(
         "rejected, running on the previous config"
