@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from edged.config import Config, ConfigError, load
@@ -29,15 +29,15 @@ def model_problems(config: Config) -> list[str]:
             continue
         labels[name], families[name] = manifest.labels, manifest.family
     for name, cam in config.cameras.items():
-        used = [("detect", cam.detect.model, ADAPTERS)]
+        used: list[tuple[str, str, Collection[str]]] = [("detect", cam.detect.model, ADAPTERS)]
         if cam.segment is not None:
             used.append(("segment", cam.segment.model, SEMANTIC_FAMILIES))
-        for section, model, allowed in used:
-            if model in families and families[model] not in allowed:
+        for section, used_model, allowed in used:
+            if used_model in families and families[used_model] not in allowed:
                 problems.append(
                     FieldError(
                         ("cameras", name, section, "model"),
-                        f"{model} is a {families[model]} model; {section} needs one of "
+                        f"{used_model} is a {families[used_model]} model; {section} needs one of "
                         f"{', '.join(sorted(allowed))}",
                     )
                 )

@@ -36,7 +36,8 @@ class ProgressMonitor:
             prev = self._seen.get(name)
             self._seen[name] = cur
             owed = cur.waiting or (prev is not None and cur.delivered > prev.delivered)
-            progressed = prev is None or cur.processed > prev.processed
+            # a counter that went down is a camera restarted by a reload: a new start
+            progressed = prev is None or cur.processed != prev.processed
             if progressed or not owed:
                 self._ok_at[name] = now
             elif now - self._ok_at[name] > self.stall_s:

@@ -198,9 +198,14 @@ def test_progress_monitor_tells_a_stall_from_waiting() -> None:
     # it processes again: healthy at once
     cams["wedged"] = CameraProgress(6, cams["wedged"].delivered, waiting=False)
     assert monitor.update(2.5, cams) == []
+    # restarted by a reload: its counters start again from zero, and so does its clock
+    cams["wedged"] = CameraProgress(0, 1, waiting=True)
+    assert monitor.update(4.0, cams) == []
+    assert monitor.update(4.5, cams) == []
+    assert monitor.update(5.5, cams) == ["wedged"]
     # a camera removed by a reload is forgotten
     del cams["wedged"]
-    assert monitor.update(3.0, cams) == []
+    assert monitor.update(6.0, cams) == []
 
 
 # ---- journal logs

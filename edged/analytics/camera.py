@@ -197,6 +197,7 @@ class CameraAnalytics:
         object ends and tracks start from new ids.
         """
         old, self.config = self.config, config
+        events: list[Event] = []
         if config.tracker != old.tracker:
             self.config = old
             events = self.finish()
@@ -209,7 +210,6 @@ class CameraAnalytics:
             self._size = None  # placed with the new settings on the next frame
             return []
         width, height = self._size
-        events: list[Event] = []
         zones = {z.name: z for z in self.zones}
         for name, zone in zones.items():
             if config.zones.get(name) != old.zones[name]:
