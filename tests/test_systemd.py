@@ -199,6 +199,7 @@ def test_progress_monitor_tells_a_stall_from_waiting() -> None:
     cams["wedged"] = CameraProgress(6, cams["wedged"].delivered, waiting=False)
     assert monitor.update(2.5, cams) == []
     # restarted by a reload: its counters start again from zero, and so does its clock
+    cams["busy"] = CameraProgress(40, 40, waiting=False)  # idle between frames
     cams["wedged"] = CameraProgress(0, 1, waiting=True)
     assert monitor.update(4.0, cams) == []
     assert monitor.update(4.5, cams) == []
