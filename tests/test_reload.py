@@ -3,6 +3,7 @@ analytics taking new settings while keeping the state they do not touch."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ import yaml
 from edged.analytics.camera import CameraAnalytics
 from edged.config import Config, load
 from edged.detections import Detections
+from edged.events.journal import Journal
+from edged.events.sink import EventSink
 from edged.frame import Frame
-from edged.reload import effective, plan
+from edged.pipeline import Pipeline
+from edged.reload import apply, effective, plan
 from tests.paths import CLIP, MODEL
 
 TOP_LEFT = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]
@@ -135,3 +139,83 @@ def test_new_zone_applies_in_place_keeping_tracks_and_unchanged_zones(tmp_path: 
     events = analytics.reconfigure(camera(tmp_path, zones, tracker={"min_hits": 3}))
     assert [e.payload["type"] for e in events if e.kind == "object"] == ["end"]
     assert analytics.tracker is not tracker and analytics.active_tracks == 0
+
+
+# ---- the running pipeline
+
+
+def short_clip(path: Path, frames: int = 3) -> Path:
+    """A few frames of the sample clip, so a camera on it ends at once."""
+    import av
+
+    with av.open(str(CLIP)) as src, av.open(str(path), "w") as dst:
+        stream = dst.add_stream("mpeg4", rate=7)
+        stream.width, stream.height = 768, 576
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == frames:
+                break
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return path
+
+
+def pipeline_on(tmp_path: Path, data: dict[str, Any]) -> tuple[Pipeline, Journal, EventSink]:
+    journal = Journal(tmp_path / "events.db")
+    sink = EventSink(journal)
+    return Pipeline(config(tmp_path, data), sink), journal, sink
+
+
+def wait_processed(pipeline: Pipeline, name: str, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    cam = pipeline.cameras[name]
+    while cam.processed < n:
+        assert time.monotonic() < deadline, f"{name} processed {cam.processed} of {n}"
+        cam.join(0.05)  # the analytics thread ends only with the camera: a bounded wait
+
+
+def test_model_change_reloads_the_model_and_restarts_its_cameras(tmp_path: Path) -> None:
+    data = base()
+    del data["cameras"]["c"]
+    for cam in data["cameras"].values():
+        cam["source"].update(loop=True)
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        wait_processed(pipeline, "a", 2)
+        old_worker, old_a = pipeline.workers["coco"], pipeline.cameras["a"]
+        data["models"]["coco"]["threads"] = 1
+        new = config(tmp_path, data)
+        actions = plan(pipeline.config, new)
+        assert (actions.models, actions.restarted) == (["coco"], ["a", "b"])
+        assert apply(actions, pipeline, new, stop_timeout=5) == {}
+        worker = pipeline.workers["coco"]
+        assert worker is not old_worker and worker.detector is not old_worker.detector
+        assert pipeline.cameras["a"] is not old_a and old_a.done
+        assert old_worker.join(5)  # its cameras left: it ended
+        wait_processed(pipeline, "a", 2)
+        wait_processed(pipeline, "b", 2)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
+
+
+def test_a_camera_added_after_every_camera_of_its_model_ended(tmp_path: Path) -> None:
+    data = base()
+    data["cameras"] = {"a": base()["cameras"]["a"]}
+    data["cameras"]["a"]["source"] = {"uri": str(short_clip(tmp_path / "short.mp4"))}
+    data["cameras"]["a"]["source"]["realtime"] = False
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        assert pipeline.wait(30) and pipeline.cameras["a"].processed == 3
+        ended = pipeline.workers["coco"]
+        assert ended.join(5)
+        pipeline.add_camera("b", config(tmp_path, base()).cameras["b"])
+        assert pipeline.workers["coco"] is not ended
+        assert pipeline.workers["coco"].detector is ended.detector  # not loaded again
+        wait_processed(pipeline, "b", 3)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
