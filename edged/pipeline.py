@@ -185,7 +185,7 @@ class InferenceWorker:
         self.wake = wake
         self.batch_timeout_s = batch_timeout_s
         self.batch_sizes: Counter[int] = Counter()  # how many runs had each size
-        self.cameras: list[CameraRuntime] = []
+        self.cameras: list[CameraRuntime] = []  # the cameras it serves, until they end
         self._joining: list[CameraRuntime] = []
         self._ended = False
         self._stop = threading.Event()
@@ -271,6 +271,7 @@ class InferenceWorker:
                     finished = [c for c in open_cams if c.slot.finished and id(c) not in taken]
                     for cam in finished:
                         open_cams.remove(cam)
+                        self.cameras.remove(cam)
                         cam.queue.put(None)
                     if not batch:
                         if not finished:
