@@ -103,8 +103,9 @@ def test_sighup_applies_a_zone_change_and_leaves_the_other_camera_running(
             running(daemon, "b", more_than=b_before + 10)
             b = counters(daemon, "b")
             assert b == sorted(b) and b[0] <= b_before
-            # neither source was stopped or reconnected
-            assert len(daemon.statuses()) == statuses
+            # neither source was stopped or reconnected (a looping clip says "online" again
+            # at each pass; a restart would say "offline" first)
+            assert all(s["status"] == "online" for s in daemon.statuses()[statuses:])
             assert "reload: updated a" in daemon.stderr
             assert daemon.terminate(within=5.0) < 5.0
             assert daemon.proc.returncode == 0, daemon.stderr
@@ -179,17 +180,17 @@ def test_reload_adds_and_removes_cameras_then_sigterm_drains(
             assert daemon.kinds("camera_status", "b")[-1]["status"] == "offline"
             running(daemon, "c", more_than=10)
             assert "b" not in daemon.kinds("stats")[-1]["cameras"]
-            assert len(daemon.kinds("camera_status", "a")) == a_statuses
+            assert all(
+                s["status"] == "online" for s in daemon.kinds("camera_status", "a")[a_statuses:]
+            )
             assert sub.wait_for(
                 lambda: any(m.topic == "edged/test/c/status" for m in sub.messages), 10
             )
             # SIGTERM: frames in flight finish, every event is delivered, then offline
-            a_final = processed(daemon.events, "a")
             assert daemon.terminate(within=5.0) < 5.0
             assert daemon.proc.returncode == 0, daemon.stderr
             assert "received SIGTERM" in daemon.stderr
             assert daemon.kinds("camera_status", "a")[-1]["status"] == "offline"
-            assert processed(daemon.events, "a") >= a_final
             assert sub.wait_for(
                 lambda: (
                     sub.messages[-1].topic == "edged/test/availability"
