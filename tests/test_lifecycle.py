@@ -191,6 +191,12 @@ def test_reload_adds_and_removes_cameras_then_sigterm_drains(
             assert daemon.proc.returncode == 0, daemon.stderr
             assert "received SIGTERM" in daemon.stderr
             assert daemon.kinds("camera_status", "a")[-1]["status"] == "offline"
+            # every object seen was ended: by the removal (b), by the stop (a, c)
+            for cam in ("a", "b", "c"):
+                objects = daemon.kinds("object", cam)
+                new = {e["after"]["track_id"] for e in objects if e["type"] == "new"}
+                ended = {e["after"]["track_id"] for e in objects if e["type"] == "end"}
+                assert new and new == ended, cam
             assert sub.wait_for(
                 lambda: (
                     sub.messages[-1].topic == "edged/test/availability"
