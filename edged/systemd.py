@@ -30,6 +30,7 @@ class Notifier:
         elif address:
             log.warning("NOTIFY_SOCKET=%r is neither a path nor @abstract; not notifying", address)
         self._sock: socket.socket | None = None
+        self._failing = False
         if self.address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
@@ -46,8 +47,11 @@ class Notifier:
         try:
             self._sock.sendto("\n".join(fields).encode(), self.address)
         except OSError as exc:
-            log.warning("sd_notify to %s failed: %s", self.address.replace("\0", "@"), exc)
+            if not self._failing:  # once per outage, not once a second
+                log.warning("sd_notify to %s failed: %s", self.address.replace("\0", "@"), exc)
+            self._failing = True
             return False
+        self._failing = False
         return True
 
     def ready(self, status: str) -> bool:

@@ -343,3 +343,13 @@ def test_ready_after_the_timeout_names_the_camera_without_frames(
         assert daemon.terminate(within=5.0) < 5.0
     finally:
         daemon.kill()
+
+
+def test_notifier_reports_a_missing_socket_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
+    with caplog.at_level(logging.WARNING, "edged.systemd"):
+        assert not notifier.watchdog() and not notifier.watchdog()
+    assert len(caplog.records) == 1 and "gone.sock" in caplog.records[0].getMessage()
+    notifier.close()
