@@ -109,15 +109,18 @@ def effective(old: Config, new: Config, plan: ReloadPlan) -> Config:
 def apply(
     plan: ReloadPlan, pipeline: Pipeline, config: Config, stop_timeout: float
 ) -> dict[str, str]:
-    """Carry out ``plan`` on the running pipeline; returns the cameras that could not be
-    started again, with the reason (each is also logged)."""
+    """Carry out ``plan`` on the running pipeline, and start again any camera of the config
+    that is not running (one that could not start at an earlier reload); returns the cameras
+    that could not start, with the reason (each is also logged)."""
     if plan.needs_restart:
         log.warning(
             "reload: %s changed; that takes effect at the next restart",
             ", ".join(plan.needs_restart),
         )
     pipeline.config = config
-    stopping = plan.removed + plan.restarted
+    # a camera that failed to start at an earlier reload is in the config but not running
+    running = set(pipeline.cameras)
+    stopping = [n for n in plan.removed + plan.restarted if n in running]
     if stopping and not pipeline.remove_cameras(stopping, stop_timeout):
         log.warning("reload: %s did not stop within %.1f s", ", ".join(stopping), stop_timeout)
     if plan.models:
@@ -129,9 +132,15 @@ def apply(
         )
         pipeline.drop_models(set(plan.models))
     for name in plan.updated:
-        pipeline.cameras[name].reconfigure(config.cameras[name])
+        if name in running:
+            pipeline.cameras[name].reconfigure(config.cameras[name])
+    starting = plan.added + plan.restarted
+    # every reload retries them
+    starting += [
+        n for n, c in config.cameras.items() if c.enabled and n not in running and n not in starting
+    ]
     failed: dict[str, str] = {}
-    for name in plan.added + plan.restarted:
+    for name in starting:
         try:
             pipeline.add_camera(name, config.cameras[name])
         except Exception as exc:

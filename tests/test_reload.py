@@ -219,3 +219,26 @@ def test_a_camera_added_after_every_camera_of_its_model_ended(tmp_path: Path) ->
     finally:
         assert pipeline.stop(5)
         journal.close()
+
+
+def test_a_reload_starts_a_camera_that_is_missing_from_the_pipeline(tmp_path: Path) -> None:
+    """As after a reload where its model failed to load: the next reload tries it again."""
+    data = base()
+    del data["cameras"]["c"]
+    for cam in data["cameras"].values():
+        cam["source"].update(loop=True)
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        wait_processed(pipeline, "b", 1)
+        assert pipeline.remove_cameras(["b"], 5)
+        a = pipeline.cameras["a"]
+        same = config(tmp_path, data)
+        actions = plan(pipeline.config, same)
+        assert actions.summary() == "no changes"
+        assert apply(actions, pipeline, same, stop_timeout=5) == {}
+        assert pipeline.cameras["a"] is a
+        wait_processed(pipeline, "b", 1)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
