@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
-from edged import __version__
+from edged import __version__, logs
+from edged.check import load_checked
 from edged.config import Config, ConfigError, load
-from edged.config.errors import FieldError
-from edged.config.loader import place_of
 
 EXIT_CONFIG = 2
 
@@ -216,65 +214,18 @@ def _models(folder: str) -> int:
     return status
 
 
-def _prepare(config: Config) -> list[str]:
-    """Problems only visible with the models loaded: files, manifests, labels, geometry."""
-    from edged.analytics.camera import CameraAnalytics
-    from edged.models.detector import ADAPTERS
-    from edged.models.manifest import ModelError, load_manifest
-    from edged.models.segmenter import SEMANTIC_FAMILIES
-
-    problems: list[FieldError] = []
-    labels: dict[str, list[str]] = {}
-    families: dict[str, str] = {}
-    for name, model in config.models.items():
-        try:
-            manifest = load_manifest(model.path)
-        except ModelError as exc:
-            problems.append(FieldError(("models", name, "path"), str(exc)))
-            continue
-        labels[name], families[name] = manifest.labels, manifest.family
-    for name, cam in config.cameras.items():
-        used = [("detect", cam.detect.model, ADAPTERS)]
-        if cam.segment is not None:
-            used.append(("segment", cam.segment.model, SEMANTIC_FAMILIES))
-        for section, model, allowed in used:
-            if model in families and families[model] not in allowed:
-                problems.append(
-                    FieldError(
-                        ("cameras", name, section, "model"),
-                        f"{model} is a {families[model]} model; {section} needs one of "
-                        f"{', '.join(sorted(allowed))}",
-                    )
-                )
-    for name, cam in config.cameras.items():
-        if cam.detect.model in labels:
-            try:
-                CameraAnalytics(name, cam, labels[cam.detect.model])
-            except FieldError as exc:
-                problems.append(exc)
-    return [f"{place_of(config, p.loc)}: {p}" for p in problems]
-
-
 def _load(args: argparse.Namespace) -> Config | None:
     try:
-        config = load(args.config, args.overrides)
+        return load_checked(args.config, args.overrides)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return None
-    problems = _prepare(config)
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return None if problems else config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(args.log_level)
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
@@ -295,4 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from edged.daemon import run
 
-    return run(config, print_events=args.print_events)
+    return run(
+        config,
+        print_events=args.print_events,
+        reload=lambda: load_checked(args.config, args.overrides),
+    )

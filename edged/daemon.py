@@ -22,6 +22,8 @@ from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
 from edged.metrics import PipelineCollector
 from edged.pipeline import Pipeline
+from edged.reload import reload as reload_config
+from edged.service import ServiceReporter
 from edged.stats import Rates
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 # the broker to take the backlog, the rest for the offline message
 PIPELINE_STOP_S = 1.5
 DRAIN_S = 2.5
+# a camera restarted by a reload starts again once the old one has stopped, or after this
+RESTART_STOP_S = 3.0
 STATUS_EVERY_S = 1.0
 LOG_STATUS_EVERY_S = 10.0
 
@@ -55,7 +59,7 @@ class StatusLine:
         self._last_log = 0.0
         self._last: dict[str, tuple[float, int]] = {}
 
-    def show(self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None) -> None:
+    def show(self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None) -> str:
         now = time.monotonic()
         parts = []
         for name, st in pipeline.stats().items():
@@ -77,6 +81,7 @@ class StatusLine:
         elif now - self._last_log >= LOG_STATUS_EVERY_S:
             self._last_log = now
             log.info("%s", line)
+        return line
 
     def close(self) -> None:
         if self.tty:
@@ -114,11 +119,16 @@ def run(
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
     install_signals: bool = True,
+    reload: Callable[[], Config] | None = None,
 ) -> int:
-    """Run until every source has ended or SIGINT/SIGTERM; returns the exit code."""
+    """Run until every source has ended or SIGINT/SIGTERM; SIGHUP applies ``reload()``'s
+    config (see ``edged.reload``). Returns the exit code."""
     stop = threading.Event()
+    hup = threading.Event()
+    wake = threading.Event()
     if install_signals:
-        _on_signals(lambda: stop.set())
+        _on_signals(stop, hup, wake)
+    reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
     journal = Journal(config.journal.path, config.journal.max_backlog)
     listeners = [json_printer(config.device_id, stdout)] if print_events else []
     sink = EventSink(journal, listeners)
@@ -138,12 +148,18 @@ def run(
     next_stats = time.monotonic() + config.stats_interval_s
     try:
         while not stop.is_set() and not pipeline.finished:
-            status.show(pipeline, sink, publisher)
+            line = status.show(pipeline, sink, publisher)
+            reporter.tick(time.monotonic(), pipeline.progress(), line)
+            if hup.is_set():
+                hup.clear()
+                config = _reload(config, reload, pipeline, sink, reporter)
             if time.monotonic() >= next_stats:
                 next_stats += config.stats_interval_s
                 sink.emit([stats_event(rates, pipeline, sink)])
-            stop.wait(STATUS_EVERY_S)
+            wake.wait(reporter.tick_s)
+            wake.clear()
     finally:
+        reporter.stopping()
         status.show(pipeline, sink, publisher)
         status.close()
         if not pipeline.stop(PIPELINE_STOP_S):
@@ -160,6 +176,7 @@ def run(
                 config.journal.path,
             )
         journal.close()
+        reporter.close()
     failed = [
         name
         for name, cam in pipeline.cameras.items()
@@ -170,10 +187,39 @@ def run(
     return 1 if failed else 0
 
 
-def _on_signals(callback: Callable[[], None]) -> None:
+def _reload(
+    config: Config,
+    load: Callable[[], Config] | None,
+    pipeline: Pipeline,
+    sink: EventSink,
+    reporter: ServiceReporter,
+) -> Config:
+    if load is None:
+        log.warning("SIGHUP: this run has no config file to reload")
+        return config
+    reporter.reloading()
+    config, event = reload_config(config, load, pipeline, RESTART_STOP_S)
+    reporter.ready_timeout_s = config.service.ready_timeout_s
+    sink.emit([event])
+    reporter.reloaded(
+        "rejected, running on the previous config"
+        if event.payload["status"] == "rejected"
+        else "ok"
+    )
+    return config
+
+
+def _on_signals(stop: threading.Event, hup: threading.Event, wake: threading.Event) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        callback()
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            log.info("received SIGHUP, reloading the config")
+            hup.set()
+        else:
+            log.info("received %s, stopping", name)
+            stop.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, handler)

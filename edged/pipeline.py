@@ -18,6 +18,7 @@ from edged.events.sink import EventSink
 from edged.frame import Frame
 from edged.models.detector import Detector, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
+from edged.progress import CameraProgress
 from edged.sources.base import Source, SourceState, StateChange
 from edged.sources.factory import is_live, make_source
 from edged.sources.redact import redact
@@ -73,6 +74,8 @@ class CameraRuntime:
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
         self.processed = 0
         self.failed: BaseException | None = None
+        self._reconfigure: CameraConfig | None = None
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"analytics-{name}", daemon=True)
 
     def start(self) -> None:
@@ -116,6 +119,10 @@ class CameraRuntime:
                     self.sink.emit(self.analytics.finish())
                     return
                 frame, detections = item
+                with self._lock:
+                    changed, self._reconfigure = self._reconfigure, None
+                if changed is not None:
+                    self.sink.emit(self.analytics.reconfigure(changed))
                 # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
                 people = None if self.segmenter is None else self.segmenter.segment(frame.image)
                 self.sink.emit(self.analytics.process(frame, detections, people))
@@ -129,6 +136,13 @@ class CameraRuntime:
             while self.queue.get() is not None:
                 pass
 
+    def reconfigure(self, config: CameraConfig) -> None:
+        """Take new analytics settings (same source and models): detection thresholds apply
+        to the next batch, zones, lines, scene and tracker before the next frame's analytics."""
+        self.config = config
+        with self._lock:
+            self._reconfigure = config
+
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -136,6 +150,13 @@ class CameraRuntime:
     @property
     def done(self) -> bool:
         return not self._thread.is_alive()
+
+    def progress(self) -> CameraProgress:
+        return CameraProgress(
+            processed=self.processed,
+            delivered=self.slot.put_count,
+            waiting=self.slot.waiting or not self.queue.empty(),
+        )
 
     def stats(self) -> CameraStats:
         return CameraStats(
@@ -164,13 +185,26 @@ class InferenceWorker:
         self.wake = wake
         self.batch_timeout_s = batch_timeout_s
         self.batch_sizes: Counter[int] = Counter()  # how many runs had each size
-        self.cameras: list[CameraRuntime] = []
+        self.cameras: list[CameraRuntime] = []  # the cameras it serves, until they end
+        self._joining: list[CameraRuntime] = []
+        self._ended = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
         self._next = 0
 
     def start(self) -> None:
         self._thread.start()
+
+    def attach(self, cam: CameraRuntime) -> bool:
+        """Serve ``cam`` from the next batch on; False when this worker has ended (every camera
+        it had ended), and a new one must serve it."""
+        with self.wake:
+            if self._ended:
+                return False
+            self.cameras.append(cam)
+            self._joining.append(cam)
+            self.wake.notify_all()
+            return True
 
     def stop(self) -> None:
         self._stop.set()
@@ -180,6 +214,10 @@ class InferenceWorker:
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _collect(
         self, open_cams: list[CameraRuntime], batch: list[tuple[CameraRuntime, Frame]]
@@ -215,19 +253,27 @@ class InferenceWorker:
             self._collect(open_cams, batch)
 
     def _run(self) -> None:
-        open_cams = list(self.cameras)
+        open_cams: list[CameraRuntime] = []
         try:
-            while open_cams and not self._stop.is_set():
+            while not self._stop.is_set():
                 batch: list[tuple[CameraRuntime, Frame]] = []
                 with self.wake:
+                    open_cams += self._joining
+                    self._joining.clear()
+                    if not open_cams:
+                        self._ended = True
+                        return
                     self._collect(open_cams, batch)
                     if batch and self.batch_timeout_s > 0:
                         self._fill(open_cams, batch)
+                    # a camera that ended (or was removed) is let go even while others stream
+                    taken = {id(cam) for cam, _ in batch}
+                    finished = [c for c in open_cams if c.slot.finished and id(c) not in taken]
+                    for cam in finished:
+                        open_cams.remove(cam)
+                        self.cameras.remove(cam)
+                        cam.queue.put(None)
                     if not batch:
-                        finished = [c for c in open_cams if c.slot.finished]
-                        for cam in finished:
-                            open_cams.remove(cam)
-                            cam.queue.put(None)
                         if not finished:
                             self.wake.wait(0.5)
                         continue
@@ -244,42 +290,102 @@ class InferenceWorker:
             for cam in open_cams:
                 cam.source.stop()
         finally:
+            with self.wake:
+                self._ended = True
+                open_cams += self._joining
+                self._joining.clear()
             for cam in open_cams:
                 cam.queue.put(None)
 
 
 class Pipeline:
-    """Everything between the cameras and the event sink, built from one config."""
+    """Everything between the cameras and the event sink, built from one config; cameras and
+    models can be added, changed and removed while it runs (see ``edged.reload``)."""
 
     def __init__(self, config: Config, sink: EventSink) -> None:
         self.config = config
+        self.sink = sink
         self.workers: dict[str, InferenceWorker] = {}
         self.cameras: dict[str, CameraRuntime] = {}
-        for model in sorted({c.detect.model for c in config.cameras.values() if c.enabled}):
-            mc = config.models[model]
-            self.workers[model] = InferenceWorker(
+        self._segmenters: dict[str, Segmenter] = {}
+        # replaced workers and removed cameras still wind down; stop() waits for them too
+        self._retired_workers: list[InferenceWorker] = []
+        self._retired_cameras: list[CameraRuntime] = []
+        self._started = False
+        for name, cam in config.cameras.items():
+            if cam.enabled:
+                self._add(name, cam)
+
+    def _worker(self, model: str) -> InferenceWorker:
+        worker = self.workers.get(model)
+        if worker is None:
+            mc = self.config.models[model]
+            worker = InferenceWorker(
                 model, load_detector(mc), threading.Condition(), mc.batch_timeout_ms / 1000
             )
-        segmenters: dict[str, Segmenter] = {}
-        for name, cam in config.cameras.items():
-            if not cam.enabled:
-                continue
-            worker = self.workers[cam.detect.model]
-            segmenter = None
-            if cam.segment is not None:
-                model = cam.segment.model
-                if model not in segmenters:
-                    segmenters[model] = load_segmenter(config.models[model])
-                segmenter = segmenters[model]
-            runtime = CameraRuntime(name, cam, worker.detector, worker.wake, sink, segmenter)
-            worker.cameras.append(runtime)
-            self.cameras[name] = runtime
+            self.workers[model] = worker
+            if self._started:
+                worker.start()
+        return worker
+
+    def _segmenter(self, model: str) -> Segmenter:
+        if model not in self._segmenters:
+            self._segmenters[model] = load_segmenter(self.config.models[model])
+        return self._segmenters[model]
+
+    def _add(self, name: str, config: CameraConfig) -> CameraRuntime:
+        worker = self._worker(config.detect.model)
+        segmenter = None if config.segment is None else self._segmenter(config.segment.model)
+        runtime = CameraRuntime(name, config, worker.detector, worker.wake, self.sink, segmenter)
+        if not worker.attach(runtime):
+            # every camera of that worker had ended: a fresh worker on the same engine
+            self._retired_workers.append(worker)
+            worker = InferenceWorker(
+                worker.name, worker.detector, worker.wake, worker.batch_timeout_s
+            )
+            self.workers[worker.name] = worker
+            worker.attach(runtime)
+            worker.start()
+        self.cameras[name] = runtime
+        return runtime
 
     def start(self) -> None:
+        self._started = True
         for cam in self.cameras.values():
             cam.start()
         for worker in self.workers.values():
             worker.start()
+
+    def add_camera(self, name: str, config: CameraConfig) -> None:
+        """Start a camera on the running pipeline (loading its models if none uses them)."""
+        self._add(name, config).start()
+
+    def remove_cameras(self, names: list[str], timeout: float) -> bool:
+        """Stop cameras: their sources stop, frames in flight finish and their analytics end;
+        False if that took longer than ``timeout`` (they wind down on their own)."""
+        cams = [self.cameras.pop(name) for name in names]
+        # keep only what still winds down, so reloads do not pile up dead cameras
+        self._retired_cameras = [c for c in self._retired_cameras if not c.done or c.source.alive]
+        self._retired_cameras += cams
+        for cam in cams:
+            cam.source.stop()
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        ok = all([c.join(left()) for c in cams])
+        return all([c.source.join(left()) for c in cams]) and ok
+
+    def drop_models(self, models: set[str]) -> None:
+        """Forget loaded models (their config changed); they load again for the next camera
+        that uses them. A running worker ends once its cameras are removed."""
+        for model in models:
+            worker = self.workers.pop(model, None)
+            if worker is not None:
+                self._retired_workers = [w for w in self._retired_workers if w.alive]
+                self._retired_workers.append(worker)
+            self._segmenters.pop(model, None)
 
     @property
     def finished(self) -> bool:
@@ -300,13 +406,18 @@ class Pipeline:
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
 
-        for cam in self.cameras.values():
+        cameras = [*self.cameras.values(), *self._retired_cameras]
+        workers = [*self.workers.values(), *self._retired_workers]
+        for cam in cameras:
             cam.source.stop()
-        ok = all([w.join(left()) for w in self.workers.values()])
-        for w in self.workers.values():
+        ok = all([w.join(left()) for w in workers])
+        for w in workers:
             w.stop()
-        ok = all([c.join(left()) for c in self.cameras.values()]) and ok
-        return all([c.source.join(left()) for c in self.cameras.values()]) and ok
+        ok = all([c.join(left()) for c in cameras]) and ok
+        return all([c.source.join(left()) for c in cameras]) and ok
 
     def stats(self) -> dict[str, CameraStats]:
         return {name: cam.stats() for name, cam in self.cameras.items()}
+
+    def progress(self) -> dict[str, CameraProgress]:
+        return {name: cam.progress() for name, cam in self.cameras.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -43,12 +44,13 @@ def camera_config(
 class Daemon:
     """``edged run CONFIG --print-events``; events are parsed from stdout as they come."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edged", "run", str(config), "--print-events", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.events: list[dict[str, Any]] = []
         self.stderr = ""
@@ -81,6 +83,18 @@ class Daemon:
     def statuses(self) -> list[dict[str, Any]]:
         with self._cond:
             return [e for e in self.events if e["kind"] == "camera_status"]
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file."""
+        self.proc.send_signal(signal.SIGHUP)
+
+    def kinds(self, kind: str, camera: str | None = None) -> list[dict[str, Any]]:
+        with self._cond:
+            return [
+                e
+                for e in self.events
+                if e["kind"] == kind and (camera is None or e["camera"] == camera)
+            ]
 
     def terminate(self, within: float = 5.0) -> float:
         """SIGTERM; returns how long the process took to exit (fails past ``within``)."""

@@ -9,7 +9,7 @@ from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame, class_filter
 from edged.analytics.zones import Zone, ZoneRules
-from edged.config.camera import CameraConfig, TrackerConfig
+from edged.config.camera import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.detections import Detections
@@ -44,9 +44,12 @@ class CameraAnalytics:
         self.labels = labels
         self.check_geometry()
         self.keep = class_filter(labels, config.detect.classes)
-        self.tracker = ByteTracker(tracker_params(config.tracker))
-        self.lifecycle = ObjectLifecycle(camera)
-        self.alerts = Alerts(camera)
+        self._start_tracking()
+
+    def _start_tracking(self) -> None:
+        self.tracker = ByteTracker(tracker_params(self.config.tracker))
+        self.lifecycle = ObjectLifecycle(self.camera)
+        self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
         self.lines: list[Line] = []
         self._size: tuple[int, int] | None = None
@@ -80,42 +83,41 @@ class CameraAnalytics:
     def _place(self, width: int, height: int) -> None:
         self._size = (width, height)
         self.scene = make_scene(self.camera, self.config, self.labels, width, height)
-        self.zones = [
-            Zone(
+        self.zones = [self._zone(name, z, width, height) for name, z in self.config.zones.items()]
+        self.lines = [self._line(name, ln, width, height) for name, ln in self.config.lines.items()]
+
+    def _zone(self, name: str, z: ZoneConfig, width: int, height: int) -> Zone:
+        return Zone(
+            self.camera,
+            name,
+            to_pixels(z.polygon, width, height),
+            z.anchor,
+            class_filter(self.labels, z.classes),
+            ZoneRules(z.min_stay_s, z.loiter_s, z.crowd_threshold, z.queue),
+            self.alerts,
+            ratio=self._ratio_settings() if z.occupancy_ratio else None,
+        )
+
+    def _line(self, name: str, ln: LineConfig, width: int, height: int) -> Line:
+        pts = to_pixels(ln.points, width, height)
+        try:
+            in_dir = in_direction(pts, ln.directions.in_, ln.directions.out)
+            rules = LineRules(
+                band_px=ln.hysteresis * float(np.hypot(width, height)),
+                cancel_s=ln.cancel_s,
+                segment=ln.segment,
+            )
+            return Line(
                 self.camera,
                 name,
-                to_pixels(z.polygon, width, height),
-                z.anchor,
-                class_filter(self.labels, z.classes),
-                ZoneRules(z.min_stay_s, z.loiter_s, z.crowd_threshold, z.queue),
-                self.alerts,
-                ratio=self._ratio_settings() if z.occupancy_ratio else None,
+                pts,
+                ln.anchor,
+                class_filter(self.labels, ln.classes),
+                in_dir,
+                rules,
             )
-            for name, z in self.config.zones.items()
-        ]
-        self.lines = []
-        for name, ln in self.config.lines.items():
-            pts = to_pixels(ln.points, width, height)
-            try:
-                in_dir = in_direction(pts, ln.directions.in_, ln.directions.out)
-                rules = LineRules(
-                    band_px=ln.hysteresis * float(np.hypot(width, height)),
-                    cancel_s=ln.cancel_s,
-                    segment=ln.segment,
-                )
-                self.lines.append(
-                    Line(
-                        self.camera,
-                        name,
-                        pts,
-                        ln.anchor,
-                        class_filter(self.labels, ln.classes),
-                        in_dir,
-                        rules,
-                    )
-                )
-            except ValueError as exc:
-                raise FieldError(("cameras", self.camera, "lines", name), str(exc)) from None
+        except ValueError as exc:
+            raise FieldError(("cameras", self.camera, "lines", name), str(exc)) from None
 
     def _ratio_settings(self) -> tuple[float, float] | None:
         seg = self.config.segment
@@ -160,12 +162,10 @@ class CameraAnalytics:
     def active_tracks(self) -> int:
         return len(self.lifecycle.objects)
 
-    def finish(self) -> list[Event]:
-        """End every live object, as if all tracks ended on the last frame seen."""
-        if self._last is None:
-            return []
-        ended = list(self.lifecycle.objects)
-        tf = TrackedFrame(
+    def _end_frame(self, ended: list[int]) -> TrackedFrame:
+        """A frame with no objects at the last frame's time, on which ``ended`` tracks end."""
+        assert self._last is not None
+        return TrackedFrame(
             self.camera,
             self._last.media_ts,
             self._last.wall_ts,
@@ -173,6 +173,12 @@ class CameraAnalytics:
             ended,
             self.labels,
         )
+
+    def finish(self) -> list[Event]:
+        """End every live object, as if all tracks ended on the last frame seen."""
+        if self._last is None:
+            return []
+        tf = self._end_frame(list(self.lifecycle.objects))
         events = self._analyse(tf)
         for line in self.lines:
             events += line.finish(tf)
@@ -182,3 +188,50 @@ class CameraAnalytics:
             events += self.scene.update(self._last_frame, tf, events)
             events += self.scene.finish(tf)
         return events + self.alerts.end_all(tf.media_ts, tf.wall_ts)
+
+    def reconfigure(self, config: CameraConfig) -> list[Event]:
+        """Apply a reloaded (already checked) config; call it where ``process`` runs.
+
+        What the change does not touch keeps its state: the tracker and its objects, and
+        every zone and line whose settings are the same. A zone or line that changed or went
+        away ends as at the end of a stream (its objects exit, pending crossings count, its
+        alerts end); a changed one starts afresh. A changed scene, or one whose zones or lines
+        changed, is finished and built again. New tracker settings restart tracking: every
+        object ends and tracks start from new ids.
+        """
+        old, self.config = self.config, config
+        events: list[Event] = []
+        if config.tracker != old.tracker:
+            self.config = old
+            events = self.finish()
+            self.config = config
+            self.keep = class_filter(self.labels, config.detect.classes)
+            self._start_tracking()
+            return events
+        self.keep = class_filter(self.labels, config.detect.classes)
+        if self._size is None or self._last is None:
+            self._size = None  # placed with the new settings on the next frame
+            return []
+        width, height = self._size
+        zones = {z.name: z for z in self.zones}
+        for name, zone in zones.items():
+            if config.zones.get(name) != old.zones[name]:
+                events += zone.update(self._end_frame(list(zone.members)))
+        lines = {ln.name: ln for ln in self.lines}
+        for name, line in lines.items():
+            if config.lines.get(name) != old.lines[name]:
+                events += line.finish(self._end_frame([]))
+        self.zones = [
+            zones[name] if old.zones.get(name) == z else self._zone(name, z, width, height)
+            for name, z in config.zones.items()
+        ]
+        self.lines = [
+            lines[name] if old.lines.get(name) == ln else self._line(name, ln, width, height)
+            for name, ln in config.lines.items()
+        ]
+        changed = (config.scene, config.zones, config.lines) != (old.scene, old.zones, old.lines)
+        if changed:
+            if self.scene is not None:
+                events += self.scene.finish(self._end_frame([]))
+            self.scene = make_scene(self.camera, config, self.labels, width, height)
+        return events

@@ -10,6 +10,7 @@ from edged.config.base import NAME, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
 from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
+from edged.config.service import ServiceConfig
 
 Loc = tuple[str | int, ...]
 
@@ -20,6 +21,7 @@ class Config(StrictModel):
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
+    service: ServiceConfig = ServiceConfig()
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
     cameras: Annotated[dict[str, CameraConfig], AfterValidator(topic_level_names)]
     # where each value came from (file:line:col), filled by the loader for later errors

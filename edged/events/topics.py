@@ -4,6 +4,7 @@ from __future__ import annotations
 
 AVAILABILITY = "availability"
 STATS = "stats"
+CONFIG = "config"  # config_reload events
 
 
 def camera_events(camera: str) -> str:

@@ -55,6 +55,11 @@ class FrameSlot:
             self._wake.notify_all()
 
     @property
+    def waiting(self) -> bool:
+        """A frame is there to take."""
+        return self._frame is not None
+
+    @property
     def finished(self) -> bool:
         """Closed and nothing left to take."""
         return self._closed and self._frame is None

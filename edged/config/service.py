@@ -1,0 +1,16 @@
+"""How the daemon reports to its service manager (systemd)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edged.config.base import StrictModel
+
+
+class ServiceConfig(StrictModel):
+    ready_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="report ready after this long even if a camera has not processed a "
+        "frame yet (it is named in the service status)",
+    )
