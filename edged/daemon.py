@@ -94,6 +94,7 @@ def stats_event(rates: Rates, pipeline: Pipeline, sink: EventSink) -> Event:
             "events": dict(sink.counts),
             "backlog": sink.journal.backlog(),
             "dropped_events": sink.journal.dropped,
+            "refused_events": sink.journal.refused,
         },
     )
 
@@ -119,7 +120,7 @@ def run(
     stop = threading.Event()
     if install_signals:
         _on_signals(lambda: stop.set())
-    journal = Journal(config.journal.path, config.journal.max_backlog)
+    journal = Journal.open(config.journal)
     listeners = [json_printer(config.device_id, stdout)] if print_events else []
     sink = EventSink(journal, listeners)
     publisher = None

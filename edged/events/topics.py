@@ -4,6 +4,7 @@ from __future__ import annotations
 
 AVAILABILITY = "availability"
 STATS = "stats"
+OVERFLOW = "overflow"
 
 
 def camera_events(camera: str) -> str:
