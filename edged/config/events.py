@@ -50,6 +50,13 @@ class MqttConfig(StrictModel):
     password: SecretStr | None = Field(None, description="write ${ENV_VAR}, never the secret")
     client_id: str | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
+    max_inflight: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="events sent and not yet acknowledged; Mosquitto takes 20 by default,"
+        " an MQTT 5 broker's Receive Maximum lowers it",
+    )
     tls: TlsConfig | None = Field(None, description="absent: plain TCP")
     expiry_s: int | None = Field(
         86400,

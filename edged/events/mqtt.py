@@ -110,6 +110,7 @@ class MqttPublisher:
         self._acks: collections.deque[int] = collections.deque()
         # Publisher-thread state.
         self._inflight: dict[int, int] = {}
+        self._window = config.max_inflight  # lowered to the broker's Receive Maximum
         self._cursor = 0
         self._seen_session = 0
 
@@ -275,6 +276,13 @@ class MqttPublisher:
         log.info("MQTT connected to %s:%d (%s)", self._config.host, self._config.port, reason_code)
         self._unreachable_logged = False
         self._last_failure = None
+        # An MQTT 5 broker states how many QoS 1/2 messages it takes in flight; more are a
+        # protocol error it may answer by stalling (Mosquitto does, for QoS 2). Two stay free
+        # for availability and snapshots.
+        receive_max = getattr(properties, "ReceiveMaximum", None)
+        self._window = self._config.max_inflight
+        if receive_max is not None:
+            self._window = max(1, min(self._window, receive_max - 2))
         for topic, payload in self.announce:
             client.publish(topic, payload, qos=1, retain=True)
         # If stop() raced with this reconnect, do not leave a retained "online" behind.
@@ -391,9 +399,9 @@ class MqttPublisher:
             self._inflight.clear()
             self._cursor = 0
             self._journal.expire()
-        while self.connected and not self._stopping.is_set() and len(self._inflight) < MAX_INFLIGHT:
+        while self.connected and not self._stopping.is_set() and len(self._inflight) < self._window:
             batch = self._journal.pending(
-                self._cursor, min(_BATCH, MAX_INFLIGHT - len(self._inflight))
+                self._cursor, min(_BATCH, self._window - len(self._inflight))
             )
             if not batch:
                 return
