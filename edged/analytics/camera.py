@@ -42,7 +42,7 @@ class CameraAnalytics:
                 class_aware=t.class_aware,
             )
         )
-        self.lifecycle = ObjectLifecycle(camera)
+        self.lifecycle = ObjectLifecycle(camera, config.updates)
         self.alerts = Alerts(camera)
         self.zones: list[Zone] = []
         self.lines: list[Line] = []

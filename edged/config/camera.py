@@ -11,6 +11,7 @@ from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
 from edged.config.base import StrictModel, topic_level_names
+from edged.config.events import ObjectUpdatesConfig
 from edged.config.geometry import Points
 from edged.config.paths import resolve
 from edged.config.scenes import SceneConfig
@@ -187,6 +188,7 @@ class CameraConfig(StrictModel):
     segment: SegmentConfig | None = None
     scene: SceneConfig | None = Field(None, description="a scene preset's analytics and alerts")
     tracker: TrackerConfig = TrackerConfig()
+    updates: ObjectUpdatesConfig = ObjectUpdatesConfig()
     zones: Annotated[dict[str, ZoneConfig], AfterValidator(topic_level_names)] = Field(
         default_factory=dict
     )

@@ -78,6 +78,20 @@ class MqttConfig(StrictModel):
         return self
 
 
+class ObjectUpdatesConfig(StrictModel):
+    """When an object ``update`` is sent: at once on a zone or label change; on a better
+    score (a better snapshot) or a heartbeat no sooner than ``min_interval_s`` after the
+    object's previous event. Nothing else: no event storms."""
+
+    min_interval_s: float = Field(1.0, ge=0, description="least time between score updates")
+    score_gain: float | None = Field(
+        0.1, gt=0, le=1, description="top score risen this much: update (null: never)"
+    )
+    heartbeat_s: float | None = Field(
+        None, gt=0, description="also update a living object this often (null: never)"
+    )
+
+
 class JournalConfig(StrictModel):
     path: Path = Path("/var/lib/edged/events.db")
     max_backlog: int = Field(100_000, ge=100, description="most undelivered events kept")
