@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from edged.config import Config
 from edged.events import topics
 from edged.events.event import Event
+from edged.events.homeassistant import discovery
 from edged.events.journal import Journal
 from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
@@ -125,7 +126,8 @@ def run(
     sink = EventSink(journal, listeners)
     publisher = None
     if config.mqtt is not None:
-        publisher = MqttPublisher(config.mqtt, config.device_id, journal)
+        announce = [] if config.homeassistant is None else discovery(config)
+        publisher = MqttPublisher(config.mqtt, config.device_id, journal, announce)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
     metrics = None

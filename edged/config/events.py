@@ -78,6 +78,13 @@ class MqttConfig(StrictModel):
         return self
 
 
+class HomeAssistantConfig(StrictModel):
+    """Home Assistant MQTT discovery: retained entity configs under ``<prefix>/…``."""
+
+    prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="discovery prefix")
+    name: str | None = Field(None, description="the device's name in HA (default: edged <id>)")
+
+
 class ObjectUpdatesConfig(StrictModel):
     """When an object ``update`` is sent: at once on a zone or label change; on a better
     score (a better snapshot) or a heartbeat no sooner than ``min_interval_s`` after the

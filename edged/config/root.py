@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field, PrivateAttr
 
 from edged.config.base import NAME, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
-from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
+from edged.config.events import HomeAssistantConfig, JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
 
 Loc = tuple[str | int, ...]
@@ -18,6 +18,9 @@ class Config(StrictModel):
     device_id: str = Field(pattern=NAME)
     mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
     journal: JournalConfig = JournalConfig()
+    homeassistant: HomeAssistantConfig | None = Field(
+        None, description="Home Assistant MQTT discovery (needs mqtt)"
+    )
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
@@ -50,6 +53,8 @@ class Config(StrictModel):
                                 "needs a person segmenter: add segment: {model: …} to the camera",
                             )
                         )
+        if self.homeassistant is not None and self.mqtt is None:
+            errors.append((("homeassistant",), "needs an mqtt section to publish to"))
         if not any(c.enabled for c in self.cameras.values()):
             errors.append((("cameras",), "no enabled camera"))
         return errors
