@@ -128,6 +128,8 @@ def run(
     if config.mqtt is not None:
         announce = [] if config.homeassistant is None else discovery(config)
         publisher = MqttPublisher(config.mqtt, config.device_id, journal, announce)
+    if publisher is not None:
+        sink.image_listeners.append(publisher.publish_image)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
     metrics = None

@@ -71,6 +71,12 @@ class CameraAnalytics:
             class_filter(self.labels, self.config.detect.classes)
         except ValueError as exc:
             raise FieldError((*base, "detect", "classes"), str(exc)) from None
+        if self.config.snapshots is not None:
+            try:
+                class_filter(self.labels, self.config.snapshots.privacy.classes)
+            except ValueError as exc:
+                loc = (*base, "snapshots", "privacy", "classes")
+                raise FieldError(loc, str(exc)) from None
         # a scene checks its own settings when built; build one now so errors show at start
         make_scene(self.camera, self.config, self.labels, 1920, 1080)
 

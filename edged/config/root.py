@@ -44,6 +44,14 @@ class Config(StrictModel):
                             f"unknown model {model!r} (defined: {known})",
                         )
                     )
+            snap = cam.snapshots
+            if snap is not None and snap.privacy.blur == "mask" and cam.segment is None:
+                errors.append(
+                    (
+                        ("cameras", name, "snapshots", "privacy", "blur"),
+                        "mask needs a person segmenter: add segment: {model: …} to the camera",
+                    )
+                )
             if cam.segment is None:
                 for zone, z in cam.zones.items():
                     if z.occupancy_ratio:

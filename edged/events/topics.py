@@ -38,3 +38,8 @@ def alerts(camera: str, kind: str) -> str:
 def scene(camera: str, name: str) -> str:
     """Scene-specific state and events, e.g. ``<camera>/shelf/<slot>``, ``<camera>/traffic``."""
     return f"{camera}/{name}"
+
+
+def snapshot(camera: str, name: str) -> str:
+    """The latest JPEG for an object label or an alert kind (retained)."""
+    return f"{camera}/snapshots/{name}"
