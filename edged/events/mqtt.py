@@ -56,7 +56,7 @@ class _Client(mqtt.Client):
         return sock
 
 
-def _tls_context(config: MqttConfig) -> ssl.SSLContext:
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
     tls = config.tls
     assert tls is not None
     context = ssl.create_default_context(cafile=None if tls.ca is None else str(tls.ca))
@@ -126,7 +126,7 @@ class MqttPublisher:
             password = config.password.get_secret_value() if config.password else None
             self._client.username_pw_set(config.username, password)
         if config.tls is not None:
-            self._client.tls_set_context(_tls_context(config))
+            self._client.tls_set_context(tls_context(config))
             if config.tls.insecure:
                 self._client.tls_insecure_set(True)
                 log.warning(
