@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate a config (and its models) and exit")
     _config_args(check)
-    sub.add_parser("schema", help="print the config's JSON Schema")
+    schema = sub.add_parser("schema", help="print the config's JSON Schema")
+    schema.add_argument(
+        "--events", action="store_true", help="the event payloads' schema (v1) instead"
+    )
     engine = sub.add_parser("engine", help="TensorRT engines").add_subparsers(
         dest="engine_command", required=True
     )
@@ -312,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "schema":
+        if args.events:
+            from edged.events.event import json_schema
+
+            print(json.dumps(json_schema(), indent=2))
+            return 0
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
     if args.command == "models":

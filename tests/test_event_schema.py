@@ -75,3 +75,12 @@ def test_a_kind_missing_its_fields_is_rejected() -> None:
     ev = Event(kind="line_crossing", camera="c", topic="c/lines/l", payload={"line": "l"}, seq=3)
     with pytest.raises(jsonschema.ValidationError, match="direction"):
         validator().validate(ev.envelope("dev1"))
+
+
+def test_cli_prints_the_event_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edged.cli import main
+
+    assert main(["schema", "--events"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schema()
