@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -144,13 +144,15 @@ def events(n: int) -> list[Event]:
 
 
 def publisher(
-    port: int, journal: Journal, qos: Literal[0, 1, 2], inflight: int, protocol: str = "5"
+    port: int, journal: Journal, qos: int, inflight: int, protocol: str = "5"
 ) -> MqttPublisher:
-    config = MqttConfig(port=port, qos=qos, max_inflight=inflight, protocol=protocol)  # type: ignore[arg-type]
+    config = MqttConfig.model_validate(
+        {"port": port, "qos": qos, "max_inflight": inflight, "protocol": protocol}
+    )
     return MqttPublisher(config, "bench", journal)
 
 
-def throughput(work: Path, n: int, qos: Literal[0, 1, 2], inflight: int) -> dict[str, Any]:
+def throughput(work: Path, n: int, qos: int, inflight: int) -> dict[str, Any]:
     broker = Mosquitto(work, inflight)
     broker.start()
     journal = Journal(work / f"tp-{qos}-{inflight}.db", Bounds(max_backlog=10 * n))

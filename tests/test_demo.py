@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edged.events.event import validator
 from tests.conftest import Broker
 from tests.mqtt_helpers import Subscriber
 from tests.paths import DEMO
+from tests.schema import validator
 
 ENVELOPE = {"v", "seq", "id", "ts", "frame_ts", "device", "camera", "kind"}
 

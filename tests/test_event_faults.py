@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edged.events.event import validator
 from tests.daemon import Daemon
 from tests.mqtt_helpers import BrokerFactory, Subscriber
 from tests.paths import DEMO
+from tests.schema import validator
 
 FAST = ("--set", "cameras.walkway.source.realtime=false")
 WAIT = 60.0  # model load and inference on 2 shared cores

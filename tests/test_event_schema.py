@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edged.events.event import Event, json_schema, validator
+from edged.events.event import Event, json_schema
 from edged.events.journal import Bounds, Journal
+from tests.schema import validator
 
 
 def test_the_schema_is_shipped_valid_and_names_every_kind() -> None:

@@ -22,7 +22,7 @@ class PrivacyConfig(StrictModel):
 
 class SnapshotConfig(StrictModel):
     on: list[Literal["new", "alert"]] = Field(
-        default_factory=lambda: ["new", "alert"], min_length=1, description="which events"
+        ["new", "alert"], min_length=1, description="which events"
     )
     mode: Literal["frame", "crop"] = Field(
         "frame", description="frame: the whole frame with boxes; crop: the object (alerts: frame)"

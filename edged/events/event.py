@@ -55,12 +55,3 @@ def json_schema() -> dict[str, Any]:
     text = resources.files("edged.events").joinpath("event-v1.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-def validator() -> Any:
-    """A ``jsonschema`` validator for schema v1 (jsonschema is a dev dependency)."""
-    import jsonschema
-
-    schema = json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)

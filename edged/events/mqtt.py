@@ -185,12 +185,14 @@ class MqttPublisher:
             self.client_id,
             self._journal.backlog(),
         )
-        self._client.connect_async(
-            self._config.host,
-            self._config.port,
-            keepalive=self._config.keepalive_s,
-            **({"clean_start": True} if self._v5 else {}),
-        )
+        if self._v5:
+            self._client.connect_async(
+                self._config.host, self._config.port, self._config.keepalive_s, clean_start=True
+            )
+        else:
+            self._client.connect_async(
+                self._config.host, self._config.port, self._config.keepalive_s
+            )
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name="edged-mqtt-publisher", daemon=True)
         self._thread.start()
