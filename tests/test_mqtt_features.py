@@ -3,6 +3,7 @@ environment — against a real Mosquitto."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import threading
@@ -18,10 +19,11 @@ from pydantic import SecretStr
 from edged.config import load
 from edged.config.events import MqttConfig, TlsConfig
 from edged.events.event import Event
-from edged.events.journal import Journal
+from edged.events.journal import Bounds, Journal
 from edged.events.mqtt import MqttPublisher
 from tests.mqtt_helpers import BrokerFactory, Subscriber, free_port
 from tests.paths import MODEL
+from tests.schema import validator
 from tests.tls_certs import Certs, make_certs
 
 DEVICE = "dev1"
@@ -32,7 +34,11 @@ WAIT = 10.0
 def events(n: int, retain: bool = False) -> list[Event]:
     return [
         Event(
-            kind="zone_enter", camera="cam1", topic="cam1/zones/z", payload={"i": i}, retain=retain
+            kind="zone_enter",
+            camera="cam1",
+            topic="cam1/zones/z",
+            payload={"zone": "z", "track_id": i, "label": "person", "dwell_s": 0.0},
+            retain=retain,
         )
         for i in range(n)
     ]
@@ -233,4 +239,43 @@ def test_password_comes_from_the_environment_and_is_never_logged(
     assert any("Not authorized" in m or "Bad user name or password" in m for m in refused)
     assert not intruder.connected
     assert all(secret not in r.getMessage() for r in caplog.records)
+    broker.stop()
+
+
+def test_overflow_during_an_outage_is_published_with_the_survivors(
+    mqtt_broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = mqtt_broker_factory()
+    # every loss reported at once (overflow_every_s=0): each report takes a row too
+    journal = Journal(tmp_path / "j.db", Bounds(max_backlog=10, overflow_every_s=0))
+    publisher = MqttPublisher(MqttConfig(port=broker.port), DEVICE, journal)
+    # no publisher running yet: 25 events against a bound of 10, as in an outage
+    stored = [e for _ in range(25) for e in journal.append(events(1))]
+    survivors = journal.pending()
+    assert (
+        len(survivors) == 10
+        and journal.dropped == 25 + sum(e.kind == "overflow" for e in stored) - 10
+    )
+    try:
+        with Subscriber(broker.host, broker.port, f"{BASE}/#") as sub:
+            publisher.start()
+            assert publisher.wait_connected(WAIT)
+            assert publisher.wait_drained(WAIT)
+            assert sub.wait_for(
+                lambda: sum(not m.topic.endswith("/availability") for m in sub.messages) >= 10,
+                WAIT,
+            )
+    finally:
+        publisher.stop(drain_timeout=0)
+        journal.close()
+    received = [m for m in sub.messages if not m.topic.endswith("/availability")]
+    assert [json.loads(m.payload)["seq"] for m in received] == [e.seq for e in survivors]
+    overflow = [json.loads(m.payload) for m in received if m.topic == f"{BASE}/overflow"]
+    assert overflow, "the loss was reported to subscribers"
+    check = validator()
+    for m in received:
+        check.validate(json.loads(m.payload))
+    last = overflow[-1]
+    assert last["kind"] == "overflow" and last["camera"] is None
+    assert last["dropped_total"] == journal.dropped and last["policy"] == "drop_oldest"
     broker.stop()
