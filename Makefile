@@ -24,6 +24,7 @@ system-deps:
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 	command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+	command -v openssl >/dev/null || missing+=(openssl)
 	/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null \
 	  && gst-inspect-1.0 rtph264pay >/dev/null 2>&1 && gst-inspect-1.0 h264parse >/dev/null 2>&1 \
 	  || missing+=($(GST_PACKAGES) gstreamer1.0-tools)

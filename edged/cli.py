@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate a config (and its models) and exit")
     _config_args(check)
-    sub.add_parser("schema", help="print the config's JSON Schema")
+    schema = sub.add_parser("schema", help="print the config's JSON Schema")
+    schema.add_argument(
+        "--events", action="store_true", help="the event payloads' schema (v1) instead"
+    )
     engine = sub.add_parser("engine", help="TensorRT engines").add_subparsers(
         dest="engine_command", required=True
     )
@@ -92,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
         help="frames to measure the change against FP32 on",
     )
     convert.add_argument("-o", "--output", help="default: <model>-fp16.onnx")
+    events = sub.add_parser("events", help="subscribe to a broker and print edged's events")
+    events.add_argument("config", nargs="?", help="take the broker (TLS, login) from this config")
+    events.add_argument("--host", help="broker host (default: the config's, or 127.0.0.1)")
+    events.add_argument("--port", type=int, help="broker port (default: the config's, or 1883)")
+    events.add_argument("--prefix", help="topic prefix (default: the config's, or edged)")
+    events.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="topic filter (repeatable; default: <prefix>/<device>/#, or <prefix>/#)",
+    )
+    events.add_argument("--json", action="store_true", help="one JSON object per message")
+    events.add_argument("--count", type=int, help="exit after this many messages")
     models = sub.add_parser("models", help="list the models (with manifests) in a folder")
     models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
     return parser
@@ -214,6 +230,29 @@ def _models(folder: str) -> int:
     return status
 
 
+def _events(args: argparse.Namespace) -> int:
+    from edged.config.events import MqttConfig
+    from edged.events.watch import run as watch
+
+    mqtt, scope = MqttConfig(), "#"
+    if args.config:
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        if config.mqtt is None:
+            print(f"error: {args.config} has no mqtt section", file=sys.stderr)
+            return EXIT_CONFIG
+        mqtt, scope = config.mqtt, f"{config.device_id}/#"
+    changes = {"host": args.host, "port": args.port, "topic_prefix": args.prefix}
+    mqtt = MqttConfig.model_validate(
+        {**mqtt.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    )
+    return watch(mqtt, args.topic or [f"{mqtt.topic_prefix}/{scope}"], args.json, args.count)
+
+
 def _load(args: argparse.Namespace) -> Config | None:
     try:
         return load_checked(args.config, args.overrides)
@@ -227,10 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level)
     if args.command == "schema":
+        if args.events:
+            from edged.events.event import json_schema
+
+            print(json.dumps(json_schema(), indent=2))
+            return 0
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
     if args.command == "models":
         return _models(args.folder)
+    if args.command == "events":
+        return _events(args)
     if args.command == "engine":
         return _engine_build(args)
     if args.command == "calibrate":

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from edged.config import Config
 from edged.events import topics
 from edged.events.event import Event
+from edged.events.homeassistant import discovery
 from edged.events.journal import Journal
 from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
@@ -99,6 +100,7 @@ def stats_event(rates: Rates, pipeline: Pipeline, sink: EventSink) -> Event:
             "events": dict(sink.counts),
             "backlog": sink.journal.backlog(),
             "dropped_events": sink.journal.dropped,
+            "refused_events": sink.journal.refused,
         },
     )
 
@@ -129,12 +131,15 @@ def run(
     if install_signals:
         _on_signals(stop, hup, wake)
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
-    journal = Journal(config.journal.path, config.journal.max_backlog)
+    journal = Journal.open(config.journal)
     listeners = [json_printer(config.device_id, stdout)] if print_events else []
     sink = EventSink(journal, listeners)
     publisher = None
     if config.mqtt is not None:
-        publisher = MqttPublisher(config.mqtt, config.device_id, journal)
+        announce = [] if config.homeassistant is None else discovery(config)
+        publisher = MqttPublisher(config.mqtt, config.device_id, journal, announce)
+    if publisher is not None:
+        sink.image_listeners.append(publisher.publish_image)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
     metrics = None

@@ -15,6 +15,7 @@ from edged.detections import Detections
 from edged.events import topics
 from edged.events.event import Event
 from edged.events.sink import EventSink
+from edged.events.snapshots import Snapshotter
 from edged.frame import Frame
 from edged.models.detector import Detector, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
@@ -69,6 +70,12 @@ class CameraRuntime:
         self.config = config
         self.sink = sink
         self.analytics = CameraAnalytics(name, config, detector.labels)
+        self.snapshots = None
+        if config.snapshots is not None:
+            threshold = 0.5 if config.segment is None else config.segment.threshold
+            self.snapshots = Snapshotter(
+                name, config.snapshots, detector.labels, sink.publish_image, threshold
+            )
         self.slot = FrameSlot(wake, block=not is_live(config.source))
         self.source: Source = make_source(name, config.source, self.slot, self._on_state)
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
@@ -125,7 +132,10 @@ class CameraRuntime:
                     self.sink.emit(self.analytics.reconfigure(changed))
                 # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
                 people = None if self.segmenter is None else self.segmenter.segment(frame.image)
-                self.sink.emit(self.analytics.process(frame, detections, people))
+                events = self.analytics.process(frame, detections, people)
+                if self.snapshots is not None:
+                    events = self.snapshots.take(frame, detections, people, events)
+                self.sink.emit(events)
                 self.processed += 1
         except Exception as exc:
             # a broken camera must not take the others down; it is reported and stays stopped

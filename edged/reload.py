@@ -6,11 +6,12 @@
   counters);
 - analytics settings (zones, lines, scene, tracker, detection thresholds and classes) are
   applied in place: the source keeps streaming;
-- a changed ``source``, ``detect.model`` or ``segment`` restarts that camera;
+- a changed ``source``, ``detect.model``, ``segment`` or ``snapshots`` restarts that camera;
 - a changed model (``models.<name>``) loads it again and restarts the cameras that use it;
 - cameras that appear start, cameras that disappear (or get ``enabled: false``) stop;
-- ``device_id``, ``mqtt``, ``journal`` and ``metrics`` are not applied: they name where
-  events go, and change only with a restart (a log line and the event say so).
+- ``device_id``, ``mqtt``, ``journal``, ``metrics`` and ``homeassistant`` are not applied:
+  they name where events go, and change only with a restart (a log line and the event say
+  so).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from edged.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-NEEDS_RESTART = ("device_id", "mqtt", "journal", "metrics")
+NEEDS_RESTART = ("device_id", "mqtt", "journal", "metrics", "homeassistant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +71,11 @@ def _uses(cam: CameraConfig, models: set[str]) -> bool:
 
 
 def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
-    return (old.source, old.detect.model, old.segment) != (
+    return (old.source, old.detect.model, old.segment, old.snapshots) != (
         new.source,
         new.detect.model,
         new.segment,
+        new.snapshots,
     )
 
 

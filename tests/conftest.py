@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -11,14 +11,21 @@ from tests.mqtt_helpers import Broker, BrokerFactory, find_mosquitto, free_port
 
 @pytest.fixture(scope="session")
 def mqtt_broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
-    """``make(persistence=False, port=None, start=True) -> Broker``; all are stopped at the end
-    of the session (tests should stop theirs earlier)."""
+    """``make(persistence=False, port=None, start=True, extra=()) -> Broker``; ``extra`` are
+    more mosquitto.conf lines. All are stopped at the end of the session (tests should stop
+    theirs earlier)."""
     binary = find_mosquitto()
     brokers: list[Broker] = []
 
-    def make(*, persistence: bool = False, port: int | None = None, start: bool = True) -> Broker:
+    def make(
+        *,
+        persistence: bool = False,
+        port: int | None = None,
+        start: bool = True,
+        extra: Sequence[str] = (),
+    ) -> Broker:
         broker = Broker(
-            binary, tmp_path_factory.mktemp("mosquitto"), port or free_port(), persistence
+            binary, tmp_path_factory.mktemp("mosquitto"), port or free_port(), persistence, extra
         )
         brokers.append(broker)
         if start:

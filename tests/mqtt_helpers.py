@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,7 +54,14 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, workdir: Path, port: int, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        port: int,
+        persistence: bool = False,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
         self.port = port
         self.workdir = workdir
@@ -73,6 +80,8 @@ class Broker:
         ]
         if persistence:
             lines.append(f"persistence_location {workdir}/")
+        # More listeners (TLS, passwords): the plain one above stays first, for subscribers.
+        lines += extra
         self.conf.write_text("\n".join(lines) + "\n")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -183,7 +192,7 @@ class Relay:
             sock.close()
 
 
-# make(persistence=False, port=None, start=True) -> Broker, the mqtt_broker_factory fixture.
+# make(persistence=False, port=None, start=True, extra=()) -> Broker: mqtt_broker_factory.
 BrokerFactory = Callable[..., Broker]
 
 
@@ -191,6 +200,7 @@ class Message(NamedTuple):
     topic: str
     payload: bytes
     retain: bool
+    properties: Any = None  # MQTT 5 only
 
 
 class Subscriber:
@@ -211,6 +221,7 @@ class Subscriber:
         persistent: bool = False,
         client_id: str | None = None,
         timeout: float = 5.0,
+        mqtt5: bool = False,
     ) -> None:
         self.topic = topic
         self._qos = qos
@@ -221,8 +232,8 @@ class Subscriber:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"test-sub-{uuid.uuid4().hex[:12]}",
-            clean_session=not persistent,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if mqtt5 else not persistent,
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
         )
         self._client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
         self._client.on_connect = self._on_connect
@@ -260,7 +271,9 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self._messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._messages.append(
+                Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.properties)
+            )
             self._cond.notify_all()
 
     @property

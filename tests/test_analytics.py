@@ -9,6 +9,7 @@ from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone, ZoneRules
+from edged.config.events import ObjectUpdatesConfig
 from edged.detections import Anchor, Detections
 
 LABELS = ["person", "car"]
@@ -192,6 +193,44 @@ def test_object_lifecycle_new_update_end() -> None:
     assert [e.payload["type"] for e in ev] == ["end"]
     assert ev[0].payload["after"]["duration_s"] == pytest.approx(2.0)
     assert life.objects == {}
+
+
+def scored(t: float, score: float, x: float = 10) -> TrackedFrame:
+    tf = frame(t, [(7, x, 10, 0)])
+    tf.objects.score[:] = score
+    return tf
+
+
+def test_object_updates_are_coalesced() -> None:
+    rules = ObjectUpdatesConfig(min_interval_s=1.0, score_gain=0.1, heartbeat_s=5.0)
+    life = ObjectLifecycle("cam", rules)
+    assert [e.payload["type"] for e in life.update(scored(0.0, 0.5), {})] == ["new"]
+    # a better score within the minimum interval waits …
+    assert life.update(scored(0.2, 0.8), {}) == []
+    # … and goes out once the interval has passed, even though the score fell back since
+    (ev,) = life.update(scored(1.0, 0.6), {})
+    assert ev.payload["changed"] == ["score"]
+    assert ev.payload["before"]["top_score"] == 0.5 and ev.payload["after"]["top_score"] == 0.8
+    # a zone change is sent at once
+    (ev,) = life.update(scored(1.2, 0.6, x=11), {7: ("door",)})
+    assert ev.payload["changed"] == ["zones"] and ev.payload["before"]["zones"] == []
+    # jitter of box and score is not an event: 38 frames, nothing
+    quiet = [
+        life.update(scored(1.3 + k / 10, 0.6 + (k % 3) / 100, x=10 + k % 2), {7: ("door",)})
+        for k in range(38)
+    ]
+    assert quiet == [[]] * 38
+    # the heartbeat: 5 s after the previous event
+    (ev,) = life.update(scored(6.2, 0.6), {7: ("door",)})
+    assert ev.payload["changed"] == ["interval"]
+    assert [e.payload["type"] for e in life.update(scored(6.3, 0.6), {})] == ["update"]
+    assert [e.payload["type"] for e in life.update(frame(7.0, [], ended=[7]), {})] == ["end"]
+
+
+def test_object_updates_without_score_or_heartbeat_only_follow_zones() -> None:
+    life = ObjectLifecycle("cam", ObjectUpdatesConfig(score_gain=None))
+    life.update(scored(0.0, 0.4), {})
+    assert life.update(scored(5.0, 0.99), {}) == []
 
 
 def banded(cancel_s: float = 1.0, band_px: float = 5.0, segment: bool = True) -> Line:

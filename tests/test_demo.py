@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.conftest import Broker
 from tests.mqtt_helpers import Subscriber
 from tests.paths import DEMO
+from tests.schema import validator
 
 ENVELOPE = {"v", "seq", "id", "ts", "frame_ts", "device", "camera", "kind"}
 
@@ -56,9 +57,11 @@ def test_demo_publishes_line_and_zone_events(mqtt_broker: Broker, tmp_path: Path
     assert availability[0] == b"online" and availability[-1] == b"offline"
 
     events = [json.loads(m.payload) for m in sub.messages if m.topic != "edged/demo/availability"]
+    schema = validator()
     for event in events:
         assert event.keys() >= ENVELOPE, event
         assert event["v"] == 1 and event["device"] == "demo"
+        schema.validate(event)  # the shipped JSON Schema v1
     # every event printed was delivered, nothing invented on the way
     assert {e["id"] for e in events} == {e["id"] for e in printed}
     seqs = [e["seq"] for e in events]

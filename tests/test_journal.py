@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edged.events.event import Event
-from edged.events.journal import Journal
+from edged.events.journal import Bounds, Journal
 
 
 def make_events(n: int, camera: str = "cam1", start: int = 0) -> list[Event]:
@@ -98,23 +99,131 @@ def test_undelivered_events_survive_reopen(tmp_path: Path) -> None:
     j.close()
 
 
-def test_backlog_bound_drops_oldest_counts_and_warns(
+def overflows(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.kind == "overflow"]
+
+
+def test_backlog_bound_drops_oldest_counts_warns_and_reports(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    j = Journal(tmp_path / "events.db", max_backlog=5)
+    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=0))
     stored = j.append(make_events(4))
-    assert j.dropped == 0
+    assert j.dropped == 0 and not overflows(stored)
     with caplog.at_level(logging.WARNING, logger="edged.events.journal"):
-        stored += j.append(make_events(3, start=4))
-    assert j.dropped == 2
+        batch = j.append(make_events(3, start=4))
+    # 4 + 3 new + 1 overflow event in a bound of 5: the 3 oldest go
+    assert j.dropped == 3
     assert j.backlog() == 5
-    assert [e.seq for e in j.pending()] == [e.seq for e in stored[2:]]
-    assert any("dropped the 2 oldest" in r.getMessage() for r in caplog.records)
+    (report,) = overflows(batch)
+    assert report.seq == batch[-1].seq and report.camera is None and report.topic == "overflow"
+    assert report.payload == {
+        "policy": "drop_oldest",
+        "reason": ["count"],
+        "dropped": 3,
+        "dropped_total": 3,
+        "refused": 0,
+        "refused_total": 0,
+        "first_seq": 1,
+        "last_seq": 3,
+        "backlog": 5,
+        "max_backlog": 5,
+        "max_age_s": None,
+    }
+    assert [e.seq for e in j.pending()] == [4, 5, 6, 7, 8]
+    assert any("3 oldest events dropped" in r.getMessage() for r in caplog.records)
 
-    # A batch larger than the bound keeps only its newest events.
+    # A batch larger than the bound keeps only its newest events (and the report).
     stored = j.append(make_events(8, start=7))
-    assert j.dropped == 2 + 5 + 3
-    assert [e.seq for e in j.pending()] == [e.seq for e in stored[3:]]
+    assert j.dropped == 3 + 5 + 4
+    assert [e.seq for e in j.pending()] == [e.seq for e in stored[-5:]]
+    assert stored[-1].payload["dropped"] == 9 and stored[-1].payload["dropped_total"] == 12
+    j.close()
+
+
+def test_overflow_reports_are_spaced_and_sum_the_losses_between(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=3600))
+    first = j.append(make_events(6))
+    assert [e.payload["dropped"] for e in overflows(first)] == [2]
+    # Within the interval: dropped and counted, no second report yet.
+    later = j.append(make_events(3, start=6))
+    assert not overflows(later)
+    assert j.dropped == 5
+    assert j.backlog() == 5
+    j.close()
+
+    # A journal reopened has no memory of the interval; losses are counted from its start.
+    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=3600))
+    assert j.dropped == 0 and j.backlog() == 5
+    j.close()
+
+
+def test_age_bound_drops_old_events_on_append_and_on_expire(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, overflow_every_s=0))
+    now = time.time()
+    old = [replace(e, ts=now - 120) for e in make_events(3)]
+    fresh = make_events(2, start=3)
+    stored = j.append(old + fresh)
+    (report,) = overflows(stored)
+    assert report.payload["reason"] == ["age"] and report.payload["dropped"] == 3
+    assert [e.payload.get("i") for e in j.pending()] == [3, 4, None]
+
+    # expire() applies the bound without an append (the publisher calls it on connect): here
+    # to events stored under a looser bound by an earlier run.
+    j.mark_delivered(e.seq for e in j.pending())
+    j.close()
+    loose = Journal(tmp_path / "events.db", Bounds(max_age_s=3600))
+    loose.append([replace(e, ts=now - 120) for e in make_events(2, start=5)])
+    loose.close()
+    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, overflow_every_s=0))
+    assert j.backlog() == 2
+    (report,) = j.expire()
+    assert report.payload["dropped"] == 2 and j.backlog() == 1
+    assert j.expire() == []
+    j.close()
+
+
+def test_pause_refuses_at_the_bound_and_reports_once_there_is_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, on_full="pause", overflow_every_s=0))
+    stored = j.append(make_events(5))
+    with caplog.at_level(logging.WARNING, logger="edged.events.journal"):
+        assert j.append(make_events(2, start=5)) == []
+    assert j.refused == 2 and j.dropped == 0
+    assert [e.seq for e in j.pending()] == [e.seq for e in stored]  # nothing lost
+    assert any("refusing new events" in r.getMessage() for r in caplog.records)
+
+    j.mark_delivered([stored[0].seq, stored[1].seq])
+    accepted = j.append(make_events(1, start=7))
+    assert [e.kind for e in accepted] == ["new", "overflow"]
+    assert accepted[1].payload["refused"] == 2 and accepted[1].payload["policy"] == "pause"
+    assert j.backlog() == 5
+    j.close()
+
+
+def test_pause_refuses_while_the_oldest_event_is_too_old(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, on_full="pause"))
+    (old,) = j.append([replace(make_events(1)[0], ts=time.time() - 120)])
+    assert j.append(make_events(1)) == []
+    assert j.refused == 1
+    j.mark_delivered([old.seq])
+    assert [e.kind for e in j.append(make_events(1))] == ["new", "overflow"]
+    j.close()
+
+
+def test_pause_blocks_a_producer_until_the_publisher_makes_room(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, on_full="pause", pause_wait_s=5))
+    stored = j.append(make_events(5))
+    result: list[Event] = []
+    t = threading.Thread(target=lambda: result.extend(j.append(make_events(1, start=5))))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive(), "the append did not wait for room"
+    j.mark_delivered([stored[0].seq])
+    t.join(5)
+    assert not t.is_alive()
+    assert [e.payload["i"] for e in result] == [5]
+    assert j.refused == 0
     j.close()
 
 

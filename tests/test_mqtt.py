@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -197,6 +198,68 @@ def test_broker_outage_loses_nothing_and_keeps_order(
             publisher.stop()
     finally:
         relay.close()
+        broker.stop()
+
+
+def test_broker_stopped_for_seconds_while_events_flow_loses_nothing(
+    mqtt_broker_factory: BrokerFactory, make_publisher: MakePublisher
+) -> None:
+    broker = mqtt_broker_factory(persistence=True)
+    publisher, journal = make_publisher(broker.port)
+    stored: list[Event] = []
+    stop = threading.Event()
+    produced = threading.Condition()
+
+    def produce() -> None:
+        # about 200 events a second, like a busy camera, until told to stop
+        k = 0
+        while not stop.wait(0.005):
+            batch = journal.append(make_events(1, start=k))
+            with produced:
+                stored.extend(batch)
+                produced.notify_all()
+            k += 1
+
+    def stored_ids() -> set[str]:
+        with produced:
+            return {e.id for e in stored}
+
+    producer = threading.Thread(target=produce)
+    try:
+        with Subscriber(
+            broker.host,
+            broker.port,
+            f"{BASE}/cam1/#",
+            persistent=True,
+            client_id=f"flow-{uuid.uuid4().hex[:8]}",
+        ) as sub:
+            publisher.start()
+            assert publisher.wait_connected(WAIT)
+            producer.start()
+            assert sub.wait_for(lambda: len(event_ids(sub)) >= 100, WAIT)
+            broker.stop()
+            # several seconds of outage: 600 more events at ~200/s pile up in the journal
+            with produced:
+                during = len(stored) + 600
+                assert produced.wait_for(lambda: len(stored) >= during, 2 * WAIT)
+            assert journal.backlog() >= 500
+            broker.start()
+            # the backlog is replayed while live events keep coming
+            with produced:
+                after = len(stored) + 200
+                assert produced.wait_for(lambda: len(stored) >= after, WAIT)
+            assert sub.wait_for(lambda: len(set(event_ids(sub))) >= after, 2 * WAIT)
+            stop.set()
+            producer.join()
+            ids = stored_ids()
+            assert sub.wait_for(lambda: set(event_ids(sub)) >= ids, WAIT)
+            assert set(event_ids(sub)) == ids  # nothing invented, nothing lost
+            assert first_arrival_seqs(sub) == [e.seq for e in stored]
+            assert publisher.wait_drained(WAIT)
+    finally:
+        stop.set()
+        if producer.is_alive():
+            producer.join()
         broker.stop()
 
 

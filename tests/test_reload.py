@@ -242,3 +242,26 @@ def test_a_reload_starts_a_camera_that_is_missing_from_the_pipeline(tmp_path: Pa
     finally:
         assert pipeline.stop(5)
         journal.close()
+
+
+def test_plan_restarts_a_camera_whose_snapshots_change_and_defers_home_assistant(
+    tmp_path: Path,
+) -> None:
+    old, new = base(), base()
+    new["cameras"]["a"]["snapshots"] = {"mode": "crop"}  # built with the camera's worker
+    new["cameras"]["b"]["updates"] = {"min_interval_s": 5.0}  # applied in place
+    new["homeassistant"] = {}  # discovery is sent by the publisher it was started with
+    actions = plan(config(tmp_path, old), config(tmp_path, new))
+    assert actions.restarted == ["a"] and actions.updated == ["b"]
+    assert actions.needs_restart == ["homeassistant"]
+
+
+def test_new_update_rules_apply_in_place(tmp_path: Path) -> None:
+    old, new = base(), base()
+    new["cameras"]["a"]["updates"] = {"min_interval_s": 5.0, "heartbeat_s": 30.0}
+    running, reloaded = config(tmp_path, old), config(tmp_path, new)
+    analytics = CameraAnalytics("a", running.cameras["a"], ["person"])
+    tracker = analytics.tracker
+    analytics.reconfigure(reloaded.cameras["a"])
+    assert analytics.lifecycle.rules == reloaded.cameras["a"].updates
+    assert analytics.tracker is tracker  # the tracks go on

@@ -48,7 +48,7 @@ class CameraAnalytics:
 
     def _start_tracking(self) -> None:
         self.tracker = ByteTracker(tracker_params(self.config.tracker))
-        self.lifecycle = ObjectLifecycle(self.camera)
+        self.lifecycle = ObjectLifecycle(self.camera, self.config.updates)
         self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
         self.lines: list[Line] = []
@@ -77,6 +77,12 @@ class CameraAnalytics:
             class_filter(self.labels, self.config.detect.classes)
         except ValueError as exc:
             raise FieldError((*base, "detect", "classes"), str(exc)) from None
+        if self.config.snapshots is not None:
+            try:
+                class_filter(self.labels, self.config.snapshots.privacy.classes)
+            except ValueError as exc:
+                loc = (*base, "snapshots", "privacy", "classes")
+                raise FieldError(loc, str(exc)) from None
         # a scene checks its own settings when built; build one now so errors show at start
         make_scene(self.camera, self.config, self.labels, 1920, 1080)
 
@@ -209,6 +215,7 @@ class CameraAnalytics:
             self._start_tracking()
             return events
         self.keep = class_filter(self.labels, config.detect.classes)
+        self.lifecycle.rules = config.updates
         if self._size is None or self._last is None:
             self._size = None  # placed with the new settings on the next frame
             return []

@@ -1,5 +1,10 @@
-"""Object lifecycle events: ``new`` when a track is confirmed, ``update`` when its zones or
-label change, ``end`` when the track ends — each with the object's state before and after."""
+"""Object lifecycle events: ``new`` when a track is confirmed, ``update`` on a significant
+change, ``end`` when the track ends — each with the object's state as last sent (``before``)
+and now (``after``).
+
+Updates are coalesced per object: a zone or label change is sent at once; a better score (a
+better snapshot) or a heartbeat waits ``min_interval_s`` after the object's previous event.
+The frame-to-frame jitter of boxes and scores is never an event."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edged.analytics.tracked import TrackedFrame
+from edged.config.events import ObjectUpdatesConfig
 from edged.events import topics
 from edged.events.event import Event
 
@@ -38,10 +44,18 @@ class ObjectState:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    state: ObjectState
+    media_ts: float
+
+
 class ObjectLifecycle:
-    def __init__(self, camera: str) -> None:
+    def __init__(self, camera: str, updates: ObjectUpdatesConfig | None = None) -> None:
         self.camera = camera
+        self.rules = updates or ObjectUpdatesConfig()
         self.objects: dict[int, ObjectState] = {}
+        self._sent: dict[int, _Sent] = {}
 
     def update(self, tf: TrackedFrame, zones_of: dict[int, tuple[str, ...]]) -> list[Event]:
         events: list[Event] = []
@@ -65,25 +79,55 @@ class ObjectLifecycle:
             self.objects[tid] = after
             if before is None:
                 events.append(self._event(tf, "new", None, after))
-            elif before.zones != after.zones or before.label != after.label:
-                events.append(self._event(tf, "update", before, after))
+                self._sent[tid] = _Sent(after, tf.media_ts)
+                continue
+            changed = self._changes(self._sent[tid], after, tf.media_ts)
+            if changed:
+                events.append(self._event(tf, "update", self._sent[tid].state, after, changed))
+                self._sent[tid] = _Sent(after, tf.media_ts)
         for tid in tf.ended:
             if tid in self.objects:
                 last = self.objects.pop(tid)
+                self._sent.pop(tid, None)
                 events.append(self._event(tf, "end", last, replace(last, zones=())))
         return events
 
+    def _changes(self, sent: _Sent, now: ObjectState, media_ts: float) -> list[str]:
+        changed = []
+        if now.zones != sent.state.zones:
+            changed.append("zones")
+        if now.label != sent.state.label:
+            changed.append("label")
+        if changed:
+            return changed
+        r = self.rules
+        if media_ts - sent.media_ts < r.min_interval_s:
+            return []
+        if r.score_gain is not None and now.top_score >= sent.state.top_score + r.score_gain:
+            return ["score"]
+        if r.heartbeat_s is not None and media_ts - sent.media_ts >= r.heartbeat_s:
+            return ["interval"]
+        return []
+
     def _event(
-        self, tf: TrackedFrame, kind: str, before: ObjectState | None, after: ObjectState
+        self,
+        tf: TrackedFrame,
+        kind: str,
+        before: ObjectState | None,
+        after: ObjectState,
+        changed: list[str] | None = None,
     ) -> Event:
+        payload: dict[str, Any] = {
+            "type": kind,
+            "before": None if before is None else before.as_payload(),
+            "after": after.as_payload(),
+        }
+        if changed:
+            payload["changed"] = changed
         return Event(
             kind="object",
             camera=self.camera,
             topic=topics.camera_events(self.camera),
-            payload={
-                "type": kind,
-                "before": None if before is None else before.as_payload(),
-                "after": after.as_payload(),
-            },
+            payload=payload,
             frame_ts=tf.wall_ts,
         )

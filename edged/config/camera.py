@@ -11,9 +11,11 @@ from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
 from edged.config.base import StrictModel, topic_level_names
+from edged.config.events import ObjectUpdatesConfig
 from edged.config.geometry import Points
 from edged.config.paths import resolve
 from edged.config.scenes import SceneConfig
+from edged.config.snapshots import SnapshotConfig
 from edged.detections import Anchor
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -192,6 +194,8 @@ class CameraConfig(StrictModel):
     segment: SegmentConfig | None = None
     scene: SceneConfig | None = Field(None, description="a scene preset's analytics and alerts")
     tracker: TrackerConfig = TrackerConfig()
+    updates: ObjectUpdatesConfig = ObjectUpdatesConfig()
+    snapshots: SnapshotConfig | None = Field(None, description="absent: no snapshots")
     zones: Annotated[dict[str, ZoneConfig], AfterValidator(topic_level_names)] = Field(
         default_factory=dict
     )

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field, PrivateAttr
 
 from edged.config.base import NAME, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
-from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
+from edged.config.events import HomeAssistantConfig, JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
 from edged.config.service import ServiceConfig
 
@@ -19,6 +19,9 @@ class Config(StrictModel):
     device_id: str = Field(pattern=NAME)
     mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
     journal: JournalConfig = JournalConfig()
+    homeassistant: HomeAssistantConfig | None = Field(
+        None, description="Home Assistant MQTT discovery (needs mqtt)"
+    )
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
     service: ServiceConfig = ServiceConfig()
@@ -43,6 +46,14 @@ class Config(StrictModel):
                             f"unknown model {model!r} (defined: {known})",
                         )
                     )
+            snap = cam.snapshots
+            if snap is not None and snap.privacy.blur == "mask" and cam.segment is None:
+                errors.append(
+                    (
+                        ("cameras", name, "snapshots", "privacy", "blur"),
+                        "mask needs a person segmenter: add segment: {model: …} to the camera",
+                    )
+                )
             if cam.segment is None:
                 for zone, z in cam.zones.items():
                     if z.occupancy_ratio:
@@ -52,6 +63,8 @@ class Config(StrictModel):
                                 "needs a person segmenter: add segment: {model: …} to the camera",
                             )
                         )
+        if self.homeassistant is not None and self.mqtt is None:
+            errors.append((("homeassistant",), "needs an mqtt section to publish to"))
         if not any(c.enabled for c in self.cameras.values()):
             errors.append((("cameras",), "no enabled camera"))
         return errors

@@ -4,6 +4,11 @@ One SQLite database in WAL mode. A row lives from ``append`` until the publisher
 broker's acknowledgement (``mark_delivered`` deletes it), so the table *is* the backlog.
 ``seq`` comes from an AUTOINCREMENT key, which SQLite never reuses, so it stays monotonic
 across restarts even after every row has been pruned.
+
+The backlog is bounded by count and by age. At the bound the journal either drops the oldest
+rows (``drop_oldest``) or refuses new events (``pause``, after waiting up to ``pause_wait_s``
+for room). Either way it is counted, logged and reported to subscribers by an ``overflow``
+event, written in the same transaction as the batch that carries it.
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
+from edged.config.events import JournalConfig
+from edged.events import topics
 from edged.events.event import Event
 
 log = logging.getLogger(__name__)
+
+OnFull = Literal["drop_oldest", "pause"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -41,22 +52,80 @@ _INSERT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How big the backlog may grow and what happens at the bound.
+
+    ``max_age_s`` is measured on the events' ``ts``; None: no age bound. ``overflow_every_s``
+    spaces ``overflow`` events: drops or refusals in between are summed into the next one.
+    """
+
+    max_backlog: int = 100_000
+    max_age_s: float | None = None
+    on_full: OnFull = "drop_oldest"
+    pause_wait_s: float = 0.0
+    overflow_every_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_backlog < 1:
+            raise ValueError(f"max_backlog must be >= 1, got {self.max_backlog}")
+        if self.max_age_s is not None and self.max_age_s <= 0:
+            raise ValueError(f"max_age_s must be > 0, got {self.max_age_s}")
+        if self.on_full not in ("drop_oldest", "pause"):
+            raise ValueError(f"on_full must be drop_oldest or pause, got {self.on_full!r}")
+        if self.pause_wait_s < 0 or self.overflow_every_s < 0:
+            raise ValueError("pause_wait_s and overflow_every_s must be >= 0")
+
+
+@dataclass(slots=True)
+class _Unreported:
+    """Losses not yet carried by an ``overflow`` event."""
+
+    dropped: int = 0
+    refused: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    reasons: set[str] | None = None
+
+    def add_dropped(self, seqs: list[int], reason: str) -> None:
+        if not seqs:
+            return
+        self.dropped += len(seqs)
+        self.first_seq = min(seqs) if self.first_seq is None else min(self.first_seq, *seqs)
+        self.last_seq = max(seqs) if self.last_seq is None else max(self.last_seq, *seqs)
+        self.reasons = {*(self.reasons or ()), reason}
+
+    def add_refused(self, n: int, reason: str) -> None:
+        self.refused += n
+        self.reasons = {*(self.reasons or ()), reason}
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped or self.refused)
+
+
 class Journal:
     """Thread-safe, durable FIFO of undelivered events with a bounded backlog.
 
     ``append`` is called from pipeline threads, ``pending``/``mark_delivered`` from the
     publisher thread; one connection serves them all under a lock. ``appended`` is set by every
     ``append`` so a single consumer can block in ``wait_appended`` instead of polling.
+    ``dropped`` (oldest rows deleted at the bound) and ``refused`` (events not accepted while
+    paused) count every loss since the journal was opened.
     """
 
-    def __init__(self, path: str | Path, max_backlog: int = 100_000) -> None:
-        if max_backlog < 1:
-            raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
+    def __init__(self, path: str | Path, bounds: Bounds | None = None) -> None:
         self.path = Path(path)
-        self.max_backlog = max_backlog
+        self.bounds = bounds or Bounds()
+        self.max_backlog = self.bounds.max_backlog
         self.dropped = 0
+        self.refused = 0
         self.appended = threading.Event()
         self._lock = threading.Lock()
+        # Notified when rows are pruned: a paused append waits on it for room.
+        self._room = threading.Condition(self._lock)
+        self._unreported = _Unreported()
+        self._last_report = -float("inf")
+        self._last_refusal_log = -float("inf")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are opened explicitly, so a batch is exactly one.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -73,61 +142,195 @@ class Journal:
                 "journal %s: %d undelivered events from a previous run", self.path, self._backlog
             )
 
+    @classmethod
+    def open(cls, config: JournalConfig) -> Journal:
+        return cls(
+            config.path,
+            Bounds(
+                config.max_backlog,
+                config.max_age_s,
+                config.on_full,
+                config.pause_wait_s,
+                config.overflow_every_s,
+            ),
+        )
+
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Make a batch durable in one transaction; return the events with ``seq`` assigned.
 
-        Either the whole batch is stored or none of it (the exception propagates). When the
-        backlog would exceed ``max_backlog`` the oldest undelivered rows are deleted, counted in
-        ``dropped`` and logged.
+        Either the whole batch is stored or none of it (an exception propagates). At the bound,
+        ``drop_oldest`` deletes the oldest rows to make room; ``pause`` waits up to
+        ``pause_wait_s`` for the publisher to make room and then refuses the batch (returns
+        ``[]``). An ``overflow`` event reporting losses may be appended after the batch and is
+        part of the returned list.
         """
         if not events:
             return []
-        out: list[Event] = []
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for ev in events:
-                    cur = self._conn.execute(
-                        _INSERT,
-                        (
-                            ev.id,
-                            ev.kind,
-                            ev.camera,
-                            ev.topic,
-                            int(ev.retain),
-                            ev.ts,
-                            ev.frame_ts,
-                            ev.v,
-                            json.dumps(ev.payload, separators=(",", ":")),
-                        ),
-                    )
-                    out.append(replace(ev, seq=cur.lastrowid))
-                excess = self._backlog + len(out) - self.max_backlog
-                if excess > 0:
-                    self._conn.execute(
-                        "DELETE FROM events WHERE seq IN"
-                        " (SELECT seq FROM events ORDER BY seq LIMIT ?)",
-                        (excess,),
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            excess = max(excess, 0)
-            self._backlog += len(out) - excess
-            self._last_seq = out[-1].seq
-            self.dropped += excess
-        if excess:
-            log.warning(
-                "journal %s: backlog above %d, dropped the %d oldest undelivered events"
-                " (%d dropped in total)",
-                self.path,
-                self.max_backlog,
-                excess,
-                self.dropped,
-            )
-        self.appended.set()
+            now = time.time()
+            if self.bounds.on_full == "pause" and not self._wait_for_room(len(events), now):
+                return []
+            out = self._write(events, now)
+        if out:
+            self.appended.set()
         return out
+
+    def expire(self) -> list[Event]:
+        """Apply the age bound now (``drop_oldest`` only; appends do it as they go); returns the
+        ``overflow`` event written, if any."""
+        if self.bounds.max_age_s is None or self.bounds.on_full != "drop_oldest":
+            return []
+        with self._lock:
+            out = self._write([], time.time())
+        if out:
+            self.appended.set()
+        return out
+
+    # -- under the lock ---------------------------------------------------------------------
+
+    def _wait_for_room(self, n: int, now: float) -> bool:
+        """Pause policy: True once ``n`` more events fit within the bounds."""
+        deadline = time.monotonic() + self.bounds.pause_wait_s
+        while True:
+            reason = self._full(n, now)
+            if reason is None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or n > self.bounds.max_backlog:
+                self.refused += n
+                self._unreported.add_refused(n, reason)
+                if time.monotonic() - self._last_refusal_log >= self.bounds.overflow_every_s:
+                    self._last_refusal_log = time.monotonic()
+                    log.warning(
+                        "journal %s: backlog at its %s bound (%d events); refusing new events"
+                        " until the broker takes some (%d refused in total)",
+                        self.path,
+                        reason,
+                        self._backlog,
+                        self.refused,
+                    )
+                return False
+            self._room.wait(left)
+            now = time.time()
+
+    def _full(self, n: int, now: float) -> str | None:
+        # room for the overflow event that the next append will carry, too
+        if self._backlog + n + bool(self._unreported) > self.bounds.max_backlog:
+            return "count"
+        if self.bounds.max_age_s is None:
+            return None
+        oldest = self._oldest_ts()
+        return "age" if oldest is not None and oldest < now - self.bounds.max_age_s else None
+
+    def _oldest_ts(self) -> float | None:
+        if not self._backlog:
+            return None
+        row = self._conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
+    def _write(self, events: Sequence[Event], now: float) -> list[Event]:
+        """Insert, enforce the bounds (drop_oldest), add an overflow report when one is due."""
+        out: list[Event] = []
+        backlog = self._backlog
+        unreported = replace(self._unreported)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ev in events:
+                out.append(replace(ev, seq=self._insert(ev)))
+            backlog += len(out)
+            if self.bounds.on_full == "drop_oldest":
+                if self.bounds.max_age_s is not None:
+                    expired = self._delete(
+                        "SELECT seq FROM events WHERE ts < ?", (now - self.bounds.max_age_s,)
+                    )
+                    backlog -= len(expired)
+                    unreported.add_dropped(expired, "age")
+                report_due = now - self._last_report >= self.bounds.overflow_every_s
+                excess = backlog - self.bounds.max_backlog
+                if report_due and (unreported or excess > 0):
+                    excess += 1  # room for the overflow event itself
+                if excess > 0:
+                    oldest = self._delete("SELECT seq FROM events ORDER BY seq LIMIT ?", (excess,))
+                    backlog -= len(oldest)
+                    unreported.add_dropped(oldest, "count")
+            report_due = now - self._last_report >= self.bounds.overflow_every_s
+            report = None
+            if unreported and report_due:
+                report = self._overflow(unreported, backlog + 1, now)
+                out.append(replace(report, seq=self._insert(report)))
+                backlog += 1
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self.dropped += unreported.dropped - self._unreported.dropped
+        self._backlog = backlog
+        if out:
+            self._last_seq = out[-1].seq
+        if report is not None:
+            self._unreported = _Unreported()
+            self._last_report = now
+            log.warning(
+                "journal %s: backlog bound (%s) reached: %d oldest events dropped and %d refused"
+                " since the last report (%d dropped, %d refused in total); overflow event seq=%d",
+                self.path,
+                ", ".join(report.payload["reason"]),
+                report.payload["dropped"],
+                report.payload["refused"],
+                self.dropped,
+                self.refused,
+                out[-1].seq,
+            )
+        else:
+            self._unreported = unreported
+        return out
+
+    def _insert(self, ev: Event) -> int:
+        cur = self._conn.execute(
+            _INSERT,
+            (
+                ev.id,
+                ev.kind,
+                ev.camera,
+                ev.topic,
+                int(ev.retain),
+                ev.ts,
+                ev.frame_ts,
+                ev.v,
+                json.dumps(ev.payload, separators=(",", ":")),
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def _delete(self, select: str, params: tuple[float | int, ...]) -> list[int]:
+        rows = self._conn.execute(
+            f"DELETE FROM events WHERE seq IN ({select}) RETURNING seq", params
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _overflow(self, u: _Unreported, backlog: int, now: float) -> Event:
+        return Event(
+            kind="overflow",
+            camera=None,
+            topic=topics.OVERFLOW,
+            payload={
+                "policy": self.bounds.on_full,
+                "reason": sorted(u.reasons or ()),
+                "dropped": u.dropped,
+                "dropped_total": self.dropped + u.dropped - self._unreported.dropped,
+                "refused": u.refused,
+                "refused_total": self.refused,
+                "first_seq": u.first_seq,
+                "last_seq": u.last_seq,
+                "backlog": backlog,
+                "max_backlog": self.bounds.max_backlog,
+                "max_age_s": self.bounds.max_age_s,
+            },
+            ts=now,
+        )
+
+    # -- the publisher's side ---------------------------------------------------------------
 
     def pending(self, after_seq: int = 0, limit: int = 500) -> list[Event]:
         """Undelivered events with ``seq > after_seq``, oldest first."""
@@ -166,6 +369,7 @@ class Journal:
                 self._conn.execute("ROLLBACK")
                 raise
             self._backlog -= cur.rowcount
+            self._room.notify_all()
 
     def backlog(self) -> int:
         """How many events are stored and not yet delivered."""

@@ -1,5 +1,8 @@
 """Publishes the journal to an MQTT broker, at least once and in seq order (paho-mqtt 2).
 
+MQTT 5 by default (3.1.1 selectable); a row is pruned on PUBACK (QoS 1), PUBCOMP (QoS 2), or
+once written (QoS 0): paho's ``on_publish`` fires at exactly those points.
+
 Threads: paho's network thread runs the callbacks, which only record what happened (a
 connection, a PUBACK) and wake the publisher thread. The publisher thread alone reads the
 journal, publishes, keeps the mid → seq map and prunes acknowledged rows, so the map needs no
@@ -13,11 +16,14 @@ import collections
 import contextlib
 import logging
 import socket
+import ssl
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -34,17 +40,61 @@ _IDLE_WAKE_S = 1.0
 _OFFLINE_WAIT_S = 1.0
 
 
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed: paho reports a
+    failed connect (refused, TLS handshake error) to ``on_connect_fail`` without the reason."""
+
+    last_error: OSError | None = None
+
+    def _create_socket(self) -> Any:
+        try:
+            sock = super()._create_socket()
+        except OSError as exc:
+            self.last_error = exc
+            raise
+        self.last_error = None
+        return sock
+
+
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    tls = config.tls
+    assert tls is not None
+    context = ssl.create_default_context(cafile=None if tls.ca is None else str(tls.ca))
+    if tls.cert is not None:
+        context.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class MqttPublisher:
     """Drains a ``Journal`` to ``<prefix>/<device>/<event.topic>`` and keeps the retained
-    ``<prefix>/<device>/availability`` (``online``/``offline``, last will ``offline``)."""
+    ``<prefix>/<device>/availability`` (``online``/``offline``, last will ``offline``).
 
-    def __init__(self, config: MqttConfig, device_id: str, journal: Journal) -> None:
+    ``announce`` are retained (topic, payload) messages sent on every connect before
+    ``online`` (Home Assistant discovery). ``publish_image`` sends a snapshot now if
+    connected, bypassing the journal (pictures are best effort; their events are not).
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        journal: Journal,
+        announce: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._config = config
         self._device_id = device_id
         self._journal = journal
         self._base = f"{config.topic_prefix}/{device_id}"
         self.availability_topic = f"{self._base}/availability"
+        self.announce = list(announce)
         self.rejected = 0
+        self.images_sent = 0
+        self.images_skipped = 0
+        self._v5 = config.protocol == "5"
+        self._last_failure: str | None = None
 
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -60,21 +110,35 @@ class MqttPublisher:
         self._acks: collections.deque[int] = collections.deque()
         # Publisher-thread state.
         self._inflight: dict[int, int] = {}
+        self._window = config.max_inflight  # lowered to the broker's Receive Maximum
         self._cursor = 0
         self._seen_session = 0
 
         self.client_id = config.client_id or f"edged-{device_id}"
-        self._client = mqtt.Client(
+        self._client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+            # MQTT 5 sets a clean start at connect instead
+            clean_session=None if self._v5 else True,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
         )
         if config.username is not None:
             password = config.password.get_secret_value() if config.password else None
             self._client.username_pw_set(config.username, password)
+        if config.tls is not None:
+            self._client.tls_set_context(tls_context(config))
+            if config.tls.insecure:
+                self._client.tls_insecure_set(True)
+                log.warning(
+                    "MQTT TLS to %s:%d without verifying the broker (tls.insecure: true)",
+                    config.host,
+                    config.port,
+                )
         self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=0.5, max_delay=10)
+        self._client.reconnect_delay_set(
+            min_delay=config.reconnect_min_s,  # type: ignore[arg-type]
+            max_delay=config.reconnect_max_s,  # type: ignore[arg-type]
+        )
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         # A bug in a callback must not kill the network thread; see _on_log.
         self._client.suppress_exceptions = True
@@ -83,6 +147,11 @@ class MqttPublisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        # State (retained) never expires; a transient event is worth little a day later.
+        self._expiry: Properties | None = None
+        if self._v5 and config.expiry_s is not None:
+            self._expiry = Properties(PacketTypes.PUBLISH)
+            self._expiry.MessageExpiryInterval = config.expiry_s
 
     @property
     def connected(self) -> bool:
@@ -108,15 +177,22 @@ class MqttPublisher:
             raise RuntimeError("MqttPublisher already started")
         self._started = True
         log.info(
-            "MQTT connecting to %s:%d as %s (%d events pending)",
+            "MQTT %s connecting to %s:%d%s as %s (%d events pending)",
+            self._config.protocol,
             self._config.host,
             self._config.port,
+            " over TLS" if self._config.tls is not None else "",
             self.client_id,
             self._journal.backlog(),
         )
-        self._client.connect_async(
-            self._config.host, self._config.port, keepalive=self._config.keepalive_s
-        )
+        if self._v5:
+            self._client.connect_async(
+                self._config.host, self._config.port, self._config.keepalive_s, clean_start=True
+            )
+        else:
+            self._client.connect_async(
+                self._config.host, self._config.port, self._config.keepalive_s
+            )
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name="edged-mqtt-publisher", daemon=True)
         self._thread.start()
@@ -151,6 +227,29 @@ class MqttPublisher:
         if backlog:
             log.warning("MQTT publisher stopped with %d events still in the journal", backlog)
 
+    def publish_image(self, topic: str, jpeg: bytes, event_id: str) -> bool:
+        """Publish a snapshot to ``<prefix>/<device>/<topic>`` (retained) if connected; the
+        event's id rides along as an MQTT 5 user property. False (and counted) otherwise."""
+        if not self.connected:
+            self.images_skipped += 1
+            return False
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = ("event_id", event_id)
+        info = self._client.publish(
+            f"{self._base}/{topic}",
+            jpeg,
+            qos=min(self._config.qos, 1),
+            retain=True,
+            properties=props,
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.images_skipped += 1
+            return False
+        self.images_sent += 1
+        return True
+
     def _say_offline(self) -> bool:
         info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -178,6 +277,16 @@ class MqttPublisher:
             return
         log.info("MQTT connected to %s:%d (%s)", self._config.host, self._config.port, reason_code)
         self._unreachable_logged = False
+        self._last_failure = None
+        # An MQTT 5 broker states how many QoS 1/2 messages it takes in flight; more are a
+        # protocol error it may answer by stalling (Mosquitto does, for QoS 2). Two stay free
+        # for availability and snapshots.
+        receive_max = getattr(properties, "ReceiveMaximum", None)
+        self._window = self._config.max_inflight
+        if receive_max is not None:
+            self._window = max(1, min(self._window, receive_max - 2))
+        for topic, payload in self.announce:
+            client.publish(topic, payload, qos=1, retain=True)
         # If stop() raced with this reconnect, do not leave a retained "online" behind.
         client.publish(
             self.availability_topic,
@@ -191,6 +300,10 @@ class MqttPublisher:
         self._journal.wake()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        error = self._client.last_error
+        if isinstance(error, ssl.SSLError | ssl.CertificateError):
+            self._report_failure(f"TLS handshake failed: {error}")
+            return
         if self._unreachable_logged:
             log.debug("MQTT broker %s:%d still unreachable", self._config.host, self._config.port)
             return
@@ -222,12 +335,35 @@ class MqttPublisher:
             self._journal.backlog(),
         )
 
+    def _report_failure(self, what: str) -> None:
+        """An error the operator must fix (a certificate, a CA): logged once as an error,
+        then at debug level while it repeats with every reconnect."""
+        if what == self._last_failure:
+            log.debug("MQTT %s:%d: %s", self._config.host, self._config.port, what)
+            return
+        self._last_failure = what
+        log.error(
+            "MQTT connection to %s:%d failed: %s; retrying with backoff, events wait in the"
+            " journal",
+            self._config.host,
+            self._config.port,
+            what,
+        )
+
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
         # With suppress_exceptions, paho reports an exception raised in one of our callbacks
-        # only here. The rest is debug chatter (and one misleading "not connected" ERROR
-        # after a failed first connect); our own lines cover connects and disconnects.
+        # only here. A broker that rejects our client certificate (TLS 1.3 checks it after
+        # the handshake) shows up here too, as a failed read. The rest is debug chatter (and
+        # one misleading "not connected" ERROR after a failed first connect); our own lines
+        # cover connects and disconnects.
         if buf.startswith("Caught exception"):
             log.error("MQTT callback failed: %s", buf)
+        elif "[SSL" in buf:
+            reason = buf.removeprefix("failed to receive on socket: ")
+            self._report_failure(
+                f"the broker ended the TLS session: {reason}"
+                " (does it trust the CA that signed our client certificate?)"
+            )
         else:
             _paho_log.debug(buf)
 
@@ -259,13 +395,15 @@ class MqttPublisher:
             session = self._session
         if session != self._seen_session:
             # New connection: whatever was in flight may be lost, so start again from the
-            # oldest undelivered row (duplicates are allowed, losses are not).
+            # oldest undelivered row (duplicates are allowed, losses are not), after the
+            # age bound has dropped what is too old to send.
             self._seen_session = session
             self._inflight.clear()
             self._cursor = 0
-        while self.connected and not self._stopping.is_set() and len(self._inflight) < MAX_INFLIGHT:
+            self._journal.expire()
+        while self.connected and not self._stopping.is_set() and len(self._inflight) < self._window:
             batch = self._journal.pending(
-                self._cursor, min(_BATCH, MAX_INFLIGHT - len(self._inflight))
+                self._cursor, min(_BATCH, self._window - len(self._inflight))
             )
             if not batch:
                 return
@@ -276,6 +414,7 @@ class MqttPublisher:
                         ev.to_json(self._device_id),
                         qos=self._config.qos,
                         retain=ev.retain,
+                        properties=None if ev.retain else self._expiry,
                     )
                 except ValueError as exc:
                     # An invalid topic (a wildcard in it) can never be published; kept, it

@@ -10,6 +10,8 @@ from edged.events.event import Event
 from edged.events.journal import Journal
 
 Listener = Callable[[list[Event]], None]
+# (topic below <prefix>/<device>/, JPEG, event id) -> whether it was sent
+ImageListener = Callable[[str, bytes, str], bool]
 
 
 class EventSink:
@@ -19,6 +21,7 @@ class EventSink:
     def __init__(self, journal: Journal, listeners: Sequence[Listener] = ()) -> None:
         self.journal = journal
         self.listeners = list(listeners)
+        self.image_listeners: list[ImageListener] = []
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -30,6 +33,13 @@ class EventSink:
             self.counts.update(e.kind for e in stored)
         for listener in self.listeners:
             listener(stored)
+
+    def publish_image(self, topic: str, jpeg: bytes, event_id: str) -> bool:
+        """Hand a snapshot to whoever sends pictures (the MQTT publisher); best effort."""
+        sent = False
+        for listener in self.image_listeners:
+            sent = listener(topic, jpeg, event_id) or sent
+        return sent
 
     @property
     def total(self) -> int:

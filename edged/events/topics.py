@@ -5,6 +5,7 @@ from __future__ import annotations
 AVAILABILITY = "availability"
 STATS = "stats"
 CONFIG = "config"  # config_reload events
+OVERFLOW = "overflow"
 
 
 def camera_events(camera: str) -> str:
@@ -38,3 +39,8 @@ def alerts(camera: str, kind: str) -> str:
 def scene(camera: str, name: str) -> str:
     """Scene-specific state and events, e.g. ``<camera>/shelf/<slot>``, ``<camera>/traffic``."""
     return f"{camera}/{name}"
+
+
+def snapshot(camera: str, name: str) -> str:
+    """The latest JPEG for an object label or an alert kind (retained)."""
+    return f"{camera}/snapshots/{name}"

@@ -1,0 +1,87 @@
+"""The shipped JSON Schema v1 (edged/events/event-v1.schema.json) against events as edged
+makes them; the demo and fault tests validate real published events with it too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edged.events.event import Event, json_schema
+from edged.events.journal import Bounds, Journal
+from tests.schema import validator
+
+
+def test_the_schema_is_shipped_valid_and_names_every_kind() -> None:
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["v"] == {"const": 1, "description": "schema version"}
+    assert set(schema["required"]) == {
+        "v",
+        "seq",
+        "id",
+        "ts",
+        "frame_ts",
+        "device",
+        "camera",
+        "kind",
+    }
+    assert "overflow" in schema["properties"]["kind"]["enum"]
+
+
+def test_an_overflow_event_from_the_journal_validates(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", Bounds(max_backlog=2, overflow_every_s=0))
+    stored = j.append(
+        [
+            Event(
+                kind="zone_enter",
+                camera="c",
+                topic="c/zones/z",
+                payload={"zone": "z", "track_id": i, "label": "person", "dwell_s": 0.0},
+            )
+            for i in range(3)
+        ]
+    )
+    j.close()
+    check = validator()
+    for e in stored:
+        check.validate(e.envelope("dev1"))
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"seq": 0},
+        {"id": "not-a-uuid"},
+        {"kind": "mystery"},
+        {"v": 2},
+        {"device": "a/b"},
+    ],
+)
+def test_broken_envelopes_are_rejected(broken: dict) -> None:
+    good = Event(
+        kind="stats",
+        camera=None,
+        topic="stats",
+        payload={"cameras": {}, "events": {}, "backlog": 0},
+        seq=5,
+    ).envelope("dev1")
+    validator().validate(good)
+    with pytest.raises(jsonschema.ValidationError):
+        validator().validate({**good, **broken})
+
+
+def test_a_kind_missing_its_fields_is_rejected() -> None:
+    ev = Event(kind="line_crossing", camera="c", topic="c/lines/l", payload={"line": "l"}, seq=3)
+    with pytest.raises(jsonschema.ValidationError, match="direction"):
+        validator().validate(ev.envelope("dev1"))
+
+
+def test_cli_prints_the_event_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edged.cli import main
+
+    assert main(["schema", "--events"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schema()
