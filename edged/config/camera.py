@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
 
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.events import ObjectUpdatesConfig
-from edged.config.geometry import Points
+from edged.config.geometry import Points, PolygonPoints
 from edged.config.paths import resolve
 from edged.config.scenes import SceneConfig
 from edged.config.snapshots import SnapshotConfig
@@ -104,7 +102,7 @@ class TrackerConfig(StrictModel):
 
 
 class ZoneConfig(StrictModel):
-    polygon: Points = Field(description="≥ 3 points, relative (0–1) or pixels")
+    polygon: PolygonPoints = Field(description="≥ 3 points, relative (0–1) or pixels")
     anchor: Anchor = Anchor.BOTTOM_CENTER
     classes: list[str] | None = None
     min_stay_s: float = Field(0.0, ge=0, description="inside this long before it counts")
@@ -118,18 +116,6 @@ class ZoneConfig(StrictModel):
     occupancy_ratio: bool = Field(
         False, description="report the share of the zone covered by people (needs segment)"
     )
-
-    @field_validator("polygon")
-    @classmethod
-    def _valid_polygon(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if len(v) < 3:
-            raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
-        poly = Polygon(v)
-        if not poly.is_valid:
-            raise ValueError(f"invalid polygon: {explain_validity(poly)}")
-        if poly.area == 0:
-            raise ValueError("polygon has no area")
-        return v
 
 
 Direction = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import AfterValidator
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
 
 Point = tuple[float, float]
 
@@ -17,6 +19,20 @@ def _finite(points: list[Point]) -> list[Point]:
 
 
 Points = Annotated[list[Point], AfterValidator(_finite)]
+
+
+def _polygon(points: list[Point]) -> list[Point]:
+    if len(points) < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+    poly = Polygon(points)
+    if not poly.is_valid:
+        raise ValueError(f"invalid polygon: {explain_validity(poly)}")
+    if poly.area == 0:
+        raise ValueError("polygon has no area")
+    return points
+
+
+PolygonPoints = Annotated[Points, AfterValidator(_polygon)]
 
 
 def is_relative(points: list[Point]) -> bool:

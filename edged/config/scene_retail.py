@@ -8,29 +8,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
 
 from edged.config.base import StrictModel, topic_level_names
-from edged.config.geometry import Points
+from edged.config.geometry import PolygonPoints
 from edged.config.paths import resolve
 from edged.detections import Anchor
 
 Method = Literal["detector", "monitor", "both"]
-
-
-def _polygon(v: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    if len(v) < 3:
-        raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
-    poly = Polygon(v)
-    if not poly.is_valid:
-        raise ValueError(f"invalid polygon: {explain_validity(poly)}")
-    if poly.area == 0:
-        raise ValueError("polygon has no area")
-    return v
-
-
-PolygonPoints = Annotated[Points, AfterValidator(_polygon)]
 
 
 class SlotConfig(StrictModel):

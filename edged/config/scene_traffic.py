@@ -8,11 +8,9 @@ from itertools import combinations
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
 
 from edged.config.base import StrictModel, topic_level_names
-from edged.config.geometry import Points
+from edged.config.geometry import Points, PolygonPoints
 from edged.detections import Anchor
 
 NamedDirection = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
@@ -58,7 +56,7 @@ class CalibrationConfig(StrictModel):
 class LaneConfig(StrictModel):
     """A lane: the polygon its vehicles' anchors fall in, and the direction traffic may use."""
 
-    polygon: Points = Field(description="≥ 3 points, relative (0–1) or pixels")
+    polygon: PolygonPoints = Field(description="≥ 3 points, relative (0–1) or pixels")
     direction: NamedDirection | tuple[float, float] = Field(
         description="allowed direction: a named picture direction or a picture vector [dx, dy] "
         "(pixels, y down)"
@@ -71,18 +69,6 @@ class LaneConfig(StrictModel):
     speed_limit: float | None = Field(
         None, gt=0, description="speeding alerts above this (the scene's unit); default: scene's"
     )
-
-    @field_validator("polygon")
-    @classmethod
-    def _valid_polygon(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if len(v) < 3:
-            raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
-        poly = Polygon(v)
-        if not poly.is_valid:
-            raise ValueError(f"invalid polygon: {explain_validity(poly)}")
-        if poly.area == 0:
-            raise ValueError("polygon has no area")
-        return v
 
     @field_validator("direction")
     @classmethod

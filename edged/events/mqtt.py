@@ -68,6 +68,31 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext:
     return context
 
 
+def new_client(config: MqttConfig, client_id: str) -> _Client:
+    """A paho client for ``config``: protocol, credentials and TLS set, not connected."""
+    v5 = config.protocol == "5"
+    client = _Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        # MQTT 5 sets a clean start at connect instead
+        clean_session=None if v5 else True,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
+    if config.username is not None:
+        password = config.password.get_secret_value() if config.password else None
+        client.username_pw_set(config.username, password)
+    if config.tls is not None:
+        client.tls_set_context(tls_context(config))
+        if config.tls.insecure:
+            client.tls_insecure_set(True)
+            log.warning(
+                "MQTT TLS to %s:%d without verifying the broker (tls.insecure: true)",
+                config.host,
+                config.port,
+            )
+    return client
+
+
 class MqttPublisher:
     """Drains a ``Journal`` to ``<prefix>/<device>/<event.topic>`` and keeps the retained
     ``<prefix>/<device>/availability`` (``online``/``offline``, last will ``offline``).
@@ -115,25 +140,7 @@ class MqttPublisher:
         self._seen_session = 0
 
         self.client_id = config.client_id or f"edged-{device_id}"
-        self._client = _Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            # MQTT 5 sets a clean start at connect instead
-            clean_session=None if self._v5 else True,
-            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
-        )
-        if config.username is not None:
-            password = config.password.get_secret_value() if config.password else None
-            self._client.username_pw_set(config.username, password)
-        if config.tls is not None:
-            self._client.tls_set_context(tls_context(config))
-            if config.tls.insecure:
-                self._client.tls_insecure_set(True)
-                log.warning(
-                    "MQTT TLS to %s:%d without verifying the broker (tls.insecure: true)",
-                    config.host,
-                    config.port,
-                )
+        self._client = new_client(config, self.client_id)
         self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         self._client.reconnect_delay_set(
             min_delay=config.reconnect_min_s,  # type: ignore[arg-type]

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.config.events import MqttConfig
-from edged.events.mqtt import tls_context
+from edged.events.mqtt import new_client
 
 ENVELOPE = ("v", "seq", "id", "ts", "frame_ts", "device", "camera", "kind")
 
@@ -101,23 +100,10 @@ class Watcher:
     def __init__(
         self, config: MqttConfig, topics: list[str], on_message: Callable[[Message], None]
     ) -> None:
-        v5 = config.protocol == "5"
         self.topics = topics
         self.subscribed = threading.Event()
         self.failed: str | None = None
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id="",
-            clean_session=None if v5 else True,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        )
-        if config.username is not None:
-            password = config.password.get_secret_value() if config.password else None
-            self._client.username_pw_set(config.username, password)
-        if config.tls is not None:
-            self._client.tls_set_context(tls_context(config))
-            if config.tls.insecure:
-                self._client.tls_insecure_set(True)
+        self._client = new_client(config, "")
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *a: self.subscribed.set()
         self._client.on_message = lambda c, u, m: on_message(
