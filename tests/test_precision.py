@@ -44,7 +44,7 @@ from edged.models.manifest import load_manifest, sha256_of
 from tests.paths import CLIP, MODEL, ROOT
 from tests.rtsp import RtspServer, gst_rtsp_available
 
-SCENES = ROOT.parent / "shared" / "datasets" / "scenes"
+SCENES = ROOT / "samples"
 SCENE_CLIPS = [SCENES / "traffic-street-topdown.mp4", SCENES / "shelf-bottles.mp4"]
 CHECK_FRAMES = (1, 50, 100, 149)  # 1-based frame numbers of the sample clip
 PERSON = 0
