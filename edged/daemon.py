@@ -8,11 +8,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import TextIO
-
-from prometheus_client import CollectorRegistry, start_http_server
 
 from edged.config import Config
 from edged.events import topics
@@ -20,7 +17,8 @@ from edged.events.event import Event
 from edged.events.journal import Journal
 from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
-from edged.metrics import PipelineCollector
+from edged.latency import stage_summary
+from edged.observe import serve_http
 from edged.pipeline import Pipeline
 from edged.stats import Rates
 
@@ -84,28 +82,23 @@ class StatusLine:
             self.out.flush()
 
 
-def stats_event(rates: Rates, pipeline: Pipeline, sink: EventSink) -> Event:
-    return Event(
-        kind="stats",
-        camera=None,
-        topic=topics.STATS,
-        payload={
-            "cameras": rates.sample(pipeline.stats()),
-            "events": dict(sink.counts),
-            "backlog": sink.journal.backlog(),
-            "dropped_events": sink.journal.dropped,
-        },
-    )
-
-
-def serve_metrics(host: str, port: int, pipeline: Pipeline, sink: EventSink) -> ThreadingHTTPServer:
-    registry = CollectorRegistry()
-    registry.register(
-        PipelineCollector(pipeline.stats, lambda: dict(sink.counts), sink.journal.backlog)
-    )
-    server, _ = start_http_server(port, addr=host, registry=registry)
-    log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
-    return server
+def stats_event(
+    rates: Rates, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None = None
+) -> Event:
+    """The ``stats`` message: what the Prometheus endpoint says, summed up."""
+    cameras = rates.sample(pipeline.stats())
+    for name, cam in pipeline.cameras.items():
+        if name in cameras:
+            cameras[name]["latency"] = stage_summary(cam.stages)
+    payload = {
+        "cameras": cameras,
+        "events": dict(sink.counts),
+        "backlog": sink.journal.backlog(),
+        "dropped_events": sink.journal.dropped,
+    }
+    if publisher is not None:
+        payload["publish"] = publisher.ack_latency.summary()
+    return Event(kind="stats", camera=None, topic=topics.STATS, payload=payload)
 
 
 def run(
@@ -127,9 +120,7 @@ def run(
         publisher = MqttPublisher(config.mqtt, config.device_id, journal)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
-    metrics = None
-    if config.metrics is not None:
-        metrics = serve_metrics(config.metrics.host, config.metrics.port, pipeline, sink)
+    servers = serve_http(config, pipeline, sink, publisher)
     if publisher is not None:
         publisher.start()
     pipeline.start()
@@ -141,15 +132,15 @@ def run(
             status.show(pipeline, sink, publisher)
             if time.monotonic() >= next_stats:
                 next_stats += config.stats_interval_s
-                sink.emit([stats_event(rates, pipeline, sink)])
+                sink.emit([stats_event(rates, pipeline, sink, publisher)])
             stop.wait(STATUS_EVERY_S)
     finally:
         status.show(pipeline, sink, publisher)
         status.close()
         if not pipeline.stop(PIPELINE_STOP_S):
             log.warning("some threads did not stop in time")
-        if metrics is not None:
-            metrics.shutdown()
+        for server in servers:
+            server.close()
         if publisher is not None:
             publisher.stop(drain_timeout=DRAIN_S)
         backlog = journal.backlog()

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field, PrivateAttr
 
 from edged.config.base import NAME, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
-from edged.config.events import JournalConfig, MetricsConfig, MqttConfig
+from edged.config.events import DebugViewConfig, JournalConfig, MetricsConfig, MqttConfig
 from edged.config.model import ModelConfig
 
 Loc = tuple[str | int, ...]
@@ -19,6 +19,7 @@ class Config(StrictModel):
     mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
+    debug_view: DebugViewConfig | None = Field(None, description="absent: no debug view")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
     cameras: Annotated[dict[str, CameraConfig], AfterValidator(topic_level_names)]

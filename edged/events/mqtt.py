@@ -14,7 +14,8 @@ import contextlib
 import logging
 import socket
 import threading
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -23,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.events import MqttConfig
 from edged.events.journal import Journal
+from edged.latency import Latency
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(f"{__name__}.paho")
@@ -32,6 +34,13 @@ _BATCH = 500
 # A safety net only: appends, PUBACKs, connects and stop() all wake the publisher thread.
 _IDLE_WAKE_S = 1.0
 _OFFLINE_WAIT_S = 1.0
+
+
+class _InFlight(NamedTuple):
+    seq: int
+    sent: float  # monotonic, at publish()
+    frame_ts: float | None
+    kind: str
 
 
 class MqttPublisher:
@@ -56,10 +65,15 @@ class MqttPublisher:
         # the backlog when it sees a new value (what was in flight may be lost).
         self._session = 0
         self._unreachable_logged = False
-        # Filled by the network thread, drained by the publisher thread (deque ops are atomic).
-        self._acks: collections.deque[int] = collections.deque()
+        # Filled by the network thread, drained by the publisher thread (deque ops are atomic):
+        # (mid, monotonic and wall-clock time of the PUBACK).
+        self._acks: collections.deque[tuple[int, float, float]] = collections.deque()
         # Publisher-thread state.
-        self._inflight: dict[int, int] = {}
+        self._inflight: dict[int, _InFlight] = {}
+        # publish() → PUBACK, and the frame's capture → PUBACK per event kind (the age of an
+        # event when the broker has it); written by the publisher thread only
+        self.ack_latency = Latency()
+        self.event_latency: dict[str, Latency] = {}
         self._cursor = 0
         self._seen_session = 0
 
@@ -239,7 +253,7 @@ class MqttPublisher:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._acks.append(mid)
+        self._acks.append((mid, time.monotonic(), time.time()))
         self._journal.wake()
 
     # -- publisher thread -------------------------------------------------------------------
@@ -293,16 +307,23 @@ class MqttPublisher:
                     continue
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # connection lost; the next session starts from the top
-                self._inflight[info.mid] = ev.seq
+                self._inflight[info.mid] = _InFlight(ev.seq, time.monotonic(), ev.frame_ts, ev.kind)
                 self._cursor = ev.seq
 
     def _prune_acked(self) -> None:
         seqs = []
         while self._acks:
-            seq = self._inflight.pop(self._acks.popleft(), None)
+            mid, acked, acked_wall = self._acks.popleft()
+            sent = self._inflight.pop(mid, None)
             # None: the availability message, or a message of an earlier session.
-            if seq is not None:
-                seqs.append(seq)
+            if sent is None:
+                continue
+            seqs.append(sent.seq)
+            self.ack_latency.observe(acked - sent.sent)
+            if sent.frame_ts is not None:
+                if sent.kind not in self.event_latency:
+                    self.event_latency[sent.kind] = Latency()
+                self.event_latency[sent.kind].observe(acked_wall - sent.frame_ts)
         if seqs:
             self._prune(seqs)
 
