@@ -65,12 +65,15 @@ class Latency:
             out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
         return out
 
+    def samples(self) -> np.ndarray:
+        """A copy of the recent samples (the last ``RECENT``), in no particular order."""
+        return self._recent[: min(self.count, RECENT)].copy()
+
     def summary(self) -> dict[str, float | int] | None:
         """p50, p99 and mean in milliseconds over the recent samples; None before any."""
-        n = min(self.count, RECENT)
-        if n == 0:
+        recent = self.samples()
+        if len(recent) == 0:
             return None
-        recent = self._recent[:n] if self.count < RECENT else self._recent
         p50, p99 = np.percentile(recent, [50, 99])
         return {
             "n": self.count,
