@@ -2,8 +2,8 @@
 latency through a real broker, many cameras, a hand-written supervision + trackers peer,
 and memory over a long run.
 
-    python -m benchmarks.pipeline [--json] [--clip PATH] [--threads 2] [--rounds 5]
-        [--seconds 8] [--latency-seconds 25] [--cameras 1,2,4,8] [--memory-frames 10000]
+    python -m benchmarks.pipeline [--json] [--clip PATH] [--threads 2] [--rounds 9]
+        [--seconds 5] [--latency-seconds 25] [--cameras 1,2,4,8] [--memory-frames 10000]
         [--only throughput,latency,cameras,memory]
 
 throughput: one camera, the clip looped as fast as possible (``realtime: false``). Three
@@ -16,8 +16,10 @@ contenders run in turn within each round, so drift on a shared machine hits all 
     → the same detector → ``ByteTrackTracker`` → ``sv.PolygonZone`` and ``sv.LineZone`` →
     one JSON line per frame to a file.
   Each is timed over ``--seconds`` after a warm-up of 20 frames (steady state: model load,
-  first run and decoder open excluded). Reported: medians over rounds of FPS and of the
-  per-round ratios edged ÷ detector (target ≥ 0.95) and edged ÷ peer (target ≥ 1.3).
+  first run and decoder open excluded). Reported: medians over rounds of FPS, of this
+  process's CPU time per frame (all threads; steadier than FPS when others load the
+  machine), and of the per-round ratios edged ÷ detector (target ≥ 0.95) and edged ÷ peer
+  (target ≥ 1.3), with the 1-minute load average seen.
 latency: the clip at its own rate (``realtime: true``) with the demo's zone and line, a
   Mosquitto started here, QoS 1: capture time of the frame an event is about (``frame_ts``)
   → the broker's PUBACK, over every event kind except ``line_crossing`` (whose ``frame_ts``
@@ -146,13 +148,23 @@ def detector_alone(det: Detector, frames: list[np.ndarray], seconds: float) -> d
     for image in frames[:WARMUP]:
         det.detect([image], [MIN_SCORE], [0.5])
     times = []
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), cpu_seconds()
     while time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         det.detect([frames[n % len(frames)]], [MIN_SCORE], [0.5])
         times.append(time.perf_counter() - t0)
         n += 1
-    return {"fps": n / (time.perf_counter() - start), "p50_ms": 1000 * statistics.median(times)}
+    return {
+        "fps": n / (time.perf_counter() - start),
+        "p50_ms": 1000 * statistics.median(times),
+        "cpu_ms_per_frame": 1000 * (cpu_seconds() - cpu) / n,
+    }
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time, all threads."""
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
 
 
 def edged_fps(tmp: Path, clip: Path, threads: int, seconds: float) -> dict[str, float]:
@@ -160,13 +172,14 @@ def edged_fps(tmp: Path, clip: Path, threads: int, seconds: float) -> dict[str, 
     with running(config) as (pipeline, _):
         cam = pipeline.cameras["cam"]
         wait(lambda: cam.processed >= WARMUP, 60, "warm-up")
-        n0, t0 = cam.processed, time.perf_counter()
-        cpu0 = psutil.Process().cpu_times()
+        n0, t0, cpu0 = cam.processed, time.perf_counter(), cpu_seconds()
         time.sleep(seconds)
-        n1, t1 = cam.processed, time.perf_counter()
-        cpu1 = psutil.Process().cpu_times()
-    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (t1 - t0)
-    return {"fps": (n1 - n0) / (t1 - t0), "cpu_cores": cpu}
+        n1, t1, cpu1 = cam.processed, time.perf_counter(), cpu_seconds()
+    return {
+        "fps": (n1 - n0) / (t1 - t0),
+        "cpu_cores": (cpu1 - cpu0) / (t1 - t0),
+        "cpu_ms_per_frame": 1000 * (cpu1 - cpu0) / max(n1 - n0, 1),
+    }
 
 
 def peer_fps(det: Detector, clip: Path, seconds: float, out: Path) -> dict[str, float | int]:
@@ -189,7 +202,7 @@ def peer_fps(det: Detector, clip: Path, seconds: float, out: Path) -> dict[str, 
         end=sv.Point(x1, y1),
         triggering_anchors=(sv.Position.BOTTOM_CENTER,),
     )
-    n, frame, start = 0, 0, None
+    n, frame, start, cpu = 0, 0, None, 0.0
     with open(out, "w") as sink:
         while start is None or time.perf_counter() - start < seconds:
             ok, image = cap.read()
@@ -227,9 +240,13 @@ def peer_fps(det: Detector, clip: Path, seconds: float, out: Path) -> dict[str, 
             n += 1
             frame += 1
             if start is None and n == WARMUP:
-                n, start = 0, time.perf_counter()
+                n, start, cpu = 0, time.perf_counter(), cpu_seconds()
     cap.release()
-    return {"fps": n / (time.perf_counter() - start), "crossings": line.in_count + line.out_count}
+    return {
+        "fps": n / (time.perf_counter() - start),
+        "cpu_ms_per_frame": 1000 * (cpu_seconds() - cpu) / max(n, 1),
+        "crossings": line.in_count + line.out_count,
+    }
 
 
 def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -243,11 +260,15 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         row = {
             "detector_fps": alone["fps"],
             "detector_p50_ms": alone["p50_ms"],
+            "detector_cpu_ms": alone["cpu_ms_per_frame"],
             "edged_fps": edged["fps"],
             "edged_cpu_cores": edged["cpu_cores"],
+            "edged_cpu_ms": edged["cpu_ms_per_frame"],
             "peer_fps": peer["fps"],
+            "peer_cpu_ms": peer["cpu_ms_per_frame"],
             "edged_over_detector": edged["fps"] / alone["fps"],
             "edged_over_peer": edged["fps"] / peer["fps"],
+            "load_1min": os.getloadavg()[0],
         }
         rounds.append(row)
         progress(f"round {r}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
@@ -407,11 +428,15 @@ def table(result: dict[str, Any]) -> str:
         m = t["median"]
         lines += [
             "",
-            f"throughput (median of {len(t['rounds'])} interleaved rounds, realtime: false)",
-            f"  detector alone   {m['detector_fps']:7.1f} fps"
-            f"  ({m['detector_p50_ms']:.1f} ms/frame)",
-            f"  edged pipeline   {m['edged_fps']:7.1f} fps  ({m['edged_cpu_cores']:.2f} cores)",
-            f"  peer (sv+trackers){m['peer_fps']:6.1f} fps",
+            f"throughput (medians of {len(t['rounds'])} interleaved rounds, realtime: false;"
+            f" 1-min load {min(r['load_1min'] for r in t['rounds']):.1f}–"
+            f"{max(r['load_1min'] for r in t['rounds']):.1f})",
+            "                     FPS   CPU ms/frame",
+            f"  detector alone   {m['detector_fps']:6.1f}   {m['detector_cpu_ms']:6.1f}"
+            f"   ({m['detector_p50_ms']:.1f} ms per detect)",
+            f"  edged pipeline   {m['edged_fps']:6.1f}   {m['edged_cpu_ms']:6.1f}"
+            f"   ({m['edged_cpu_cores']:.2f} cores busy)",
+            f"  peer (sv+trk)    {m['peer_fps']:6.1f}   {m['peer_cpu_ms']:6.1f}",
             f"  edged ÷ detector {m['edged_over_detector']:7.3f}   (target ≥ 0.95)",
             f"  edged ÷ peer     {m['edged_over_peer']:7.3f}   (target ≥ 1.3)",
         ]
@@ -449,8 +474,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON after the table")
     parser.add_argument("--clip", type=Path, default=LONG_CLIP if LONG_CLIP.is_file() else SAMPLE)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per contender and round")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per contender and round")
     parser.add_argument("--latency-seconds", type=float, default=25.0)
     parser.add_argument("--camera-seconds", type=float, default=12.0)
     parser.add_argument(

@@ -22,7 +22,7 @@ from edged.analytics.tracked import TrackedFrame
 from edged.config.events import DebugViewConfig, MetricsConfig
 from edged.debug.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
 from edged.detections import Detections
-from edged.latency import STAGES
+from edged.latency import STAGES, Latency, RateMeter
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
 from tests.paths import CLIP
@@ -305,3 +305,27 @@ def test_annotation_draws_boxes_with_track_ids_and_leaves_the_frame_alone() -> N
     assert near(out[185:198, 105:170].reshape(-1, 3), box_color, 30) > 0.3
     rows, cols = along(np.array([[50, 500], [700, 500]], float))
     assert near(out[rows, cols], LINE, 30) > 0.9
+
+
+def test_latency_buckets_are_cumulative_and_percentiles_exact() -> None:
+    meter = Latency()
+    for ms in range(1, 101):  # 1 … 100 ms
+        meter.observe(ms / 1000)
+    buckets = dict(meter.buckets())
+    assert buckets["0.001"] == 1 and buckets["0.01"] == 10 and buckets["0.1"] == 100
+    assert buckets["+Inf"] == meter.count == 100
+    assert abs(meter.sum - 5.05) < 1e-9
+    summary = meter.summary()
+    assert summary is not None
+    assert summary["p50_ms"] == 50.5 and summary["p99_ms"] == 99.01 and summary["n"] == 100
+    assert Latency().summary() is None
+
+
+def test_rate_meter_counts_the_last_window() -> None:
+    meter = RateMeter(window_s=0.5)
+    assert meter.rate() == 0.0 and meter.last is None
+    for _ in range(10):
+        meter.tick()
+    # ten ticks within the first moments: the rate is over the time held, not the window
+    assert meter.rate() > 10
+    assert meter.last is not None and meter.last <= time.monotonic()
