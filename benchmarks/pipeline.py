@@ -24,7 +24,9 @@ latency: the clip at its own rate (``realtime: true``) with the demo's zone and 
   Mosquitto started here, QoS 1: capture time of the frame an event is about (``frame_ts``)
   → the broker's PUBACK, over every event kind except ``line_crossing`` (whose ``frame_ts``
   is the crossing, confirmed ``cancel_s`` later by design). Target: p99 ≤ 2 × the
-  detector's median latency + 20 ms.
+  detector's median latency + 20 ms. Run twice: with Mosquitto's ``set_tcp_nodelay true``
+  and with its default (Nagle on), where the last PUBACK of a burst can wait for edged's
+  delayed ACK (≈ 40 ms).
 cameras: N copies of the clip at their own rate, ``detect_fps: 5``: processed FPS per camera,
   frames dropped, mean batch size, and this process's CPU use (psutil) over the window.
 memory: the clip looped as fast as possible for ``--memory-frames`` frames; resident memory
@@ -284,7 +286,7 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 class Mosquitto:
     """A broker of the benchmark's own on a free localhost port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, nodelay: bool) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.access(binary, os.X_OK):
             raise RuntimeError("the latency benchmark needs mosquitto: apt-get install mosquitto")
@@ -292,7 +294,10 @@ class Mosquitto:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"set_tcp_nodelay {'true' if nodelay else 'false'}\n"
+        )
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -309,8 +314,10 @@ class Mosquitto:
         self.proc.wait(5)
 
 
-def latency(args: argparse.Namespace, tmp: Path, detector_ms: float) -> dict[str, Any]:
-    broker = Mosquitto(tmp)
+def latency(
+    args: argparse.Namespace, tmp: Path, detector_ms: float, nodelay: bool
+) -> dict[str, Any]:
+    broker = Mosquitto(tmp, nodelay)
     try:
         config = make_config(
             tmp,
@@ -332,6 +339,7 @@ def latency(args: argparse.Namespace, tmp: Path, detector_ms: float) -> dict[str
     p50, p99 = (float(x) * 1000 for x in np.percentile(used, [50, 99]))
     target = 2 * detector_ms + 20
     return {
+        "broker_tcp_nodelay": nodelay,
         "events": len(used),
         "kinds": {k: len(v) for k, v in sorted(ages.items())},
         "p50_ms": p50,
@@ -443,11 +451,15 @@ def table(result: dict[str, Any]) -> str:
             f"  edged ÷ detector {m['edged_over_detector']:7.3f}   (target ≥ 0.95)",
             f"  edged ÷ peer     {m['edged_over_peer']:7.3f}   (target ≥ 1.3)",
         ]
-    lat = result.get("latency")
-    if lat:
+    for key in ("latency", "latency_default_broker"):
+        lat = result.get(key)
+        if not lat:
+            continue
+        broker = "set_tcp_nodelay true" if lat["broker_tcp_nodelay"] else "default settings"
         lines += [
             "",
-            f"frame → PUBACK at the clip's rate ({lat['fps']:.1f} fps, {lat['events']} events)",
+            f"frame → PUBACK at the clip's rate ({lat['fps']:.1f} fps, {lat['events']} events,"
+            f" Mosquitto with {broker})",
             f"  p50 {lat['p50_ms']:.1f} ms   p99 {lat['p99_ms']:.1f} ms"
             f"   max {lat['max_ms']:.1f} ms   (target p99 ≤ 2 × {lat['detector_p50_ms']:.1f}"
             f" + 20 = {lat['target_p99_ms']:.1f} ms)",
@@ -522,9 +534,9 @@ def main(argv: list[str] | None = None) -> None:
                 frames, _ = decode_all(args.clip)
                 det = load_detector(ModelConfig(path=MODEL, backend="cpu", threads=args.threads))
                 detector_ms = detector_alone(det, frames[:100], 5.0)["p50_ms"]
-            result["latency"] = latency(args, tmp, detector_ms)
-            lat = result["latency"]
-            progress(f"latency: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} ms")
+            for key, nodelay in (("latency", True), ("latency_default_broker", False)):
+                result[key] = lat = latency(args, tmp, detector_ms, nodelay)
+                progress(f"{key}: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} ms")
         if "cameras" in parts:
             result["cameras"] = cameras(args, tmp)
         if "memory" in parts:

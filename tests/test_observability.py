@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -19,9 +20,11 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from edged.analytics.tracked import TrackedFrame
-from edged.config.events import DebugViewConfig, MetricsConfig
+from edged.config.events import DebugViewConfig, MetricsConfig, MqttConfig
 from edged.debug.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
 from edged.detections import Detections
+from edged.events.journal import Journal
+from edged.events.mqtt import MqttPublisher
 from edged.latency import STAGES, Latency, RateMeter
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
@@ -329,3 +332,20 @@ def test_rate_meter_counts_the_last_window() -> None:
     # ten ticks within the first moments: the rate is over the time held, not the window
     assert meter.rate() > 10
     assert meter.last is not None and meter.last <= time.monotonic()
+
+
+def test_publisher_socket_sends_small_messages_at_once(tmp_path: Path, mqtt_broker: Broker) -> None:
+    """TCP_NODELAY: a QoS 1 burst must not wait behind the broker's delayed ACKs."""
+    journal = Journal(tmp_path / "j.db")
+    publisher = MqttPublisher(
+        MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port), "t", journal
+    )
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        sock = publisher._client.socket()
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        publisher.stop(drain_timeout=1)
+        journal.close()

@@ -97,6 +97,7 @@ class MqttPublisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_socket_open = self._on_socket_open
 
     @property
     def connected(self) -> bool:
@@ -203,6 +204,11 @@ class MqttPublisher:
             self._session += 1
         self._connected.set()
         self._journal.wake()
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Without this, Nagle holds a small PUBLISH until the broker ACKs the previous one,
+        # which its delayed ACK can put off by 40 ms: every burst of events would wait.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._unreachable_logged:
