@@ -8,11 +8,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import TextIO
-
-from prometheus_client import CollectorRegistry, start_http_server
 
 from edged.config import Config
 from edged.events import topics
@@ -21,7 +18,8 @@ from edged.events.homeassistant import discovery
 from edged.events.journal import Journal
 from edged.events.mqtt import MqttPublisher
 from edged.events.sink import EventSink, Listener
-from edged.metrics import PipelineCollector
+from edged.latency import stage_summary
+from edged.observe import serve_http
 from edged.pipeline import Pipeline
 from edged.reload import reload as reload_config
 from edged.service import ServiceReporter
@@ -90,29 +88,24 @@ class StatusLine:
             self.out.flush()
 
 
-def stats_event(rates: Rates, pipeline: Pipeline, sink: EventSink) -> Event:
-    return Event(
-        kind="stats",
-        camera=None,
-        topic=topics.STATS,
-        payload={
-            "cameras": rates.sample(pipeline.stats()),
-            "events": dict(sink.counts),
-            "backlog": sink.journal.backlog(),
-            "dropped_events": sink.journal.dropped,
-            "refused_events": sink.journal.refused,
-        },
-    )
-
-
-def serve_metrics(host: str, port: int, pipeline: Pipeline, sink: EventSink) -> ThreadingHTTPServer:
-    registry = CollectorRegistry()
-    registry.register(
-        PipelineCollector(pipeline.stats, lambda: dict(sink.counts), sink.journal.backlog)
-    )
-    server, _ = start_http_server(port, addr=host, registry=registry)
-    log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
-    return server
+def stats_event(
+    rates: Rates, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None = None
+) -> Event:
+    """The ``stats`` message: what the Prometheus endpoint says, summed up."""
+    cameras = rates.sample(pipeline.stats())
+    for name, cam in pipeline.cameras.items():
+        if name in cameras:
+            cameras[name]["latency"] = stage_summary(cam.stages)
+    payload = {
+        "cameras": cameras,
+        "events": dict(sink.counts),
+        "backlog": sink.journal.backlog(),
+        "dropped_events": sink.journal.dropped,
+        "refused_events": sink.journal.refused,
+    }
+    if publisher is not None:
+        payload["publish"] = publisher.ack_latency.summary()
+    return Event(kind="stats", camera=None, topic=topics.STATS, payload=payload)
 
 
 def run(
@@ -142,9 +135,7 @@ def run(
         sink.image_listeners.append(publisher.publish_image)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
-    metrics = None
-    if config.metrics is not None:
-        metrics = serve_metrics(config.metrics.host, config.metrics.port, pipeline, sink)
+    servers = serve_http(config, pipeline, sink, publisher)
     if publisher is not None:
         publisher.start()
     pipeline.start()
@@ -160,7 +151,7 @@ def run(
                 config = _reload(config, reload, pipeline, sink, reporter)
             if time.monotonic() >= next_stats:
                 next_stats += config.stats_interval_s
-                sink.emit([stats_event(rates, pipeline, sink)])
+                sink.emit([stats_event(rates, pipeline, sink, publisher)])
             wake.wait(reporter.tick_s)
             wake.clear()
     finally:
@@ -169,8 +160,8 @@ def run(
         status.close()
         if not pipeline.stop(PIPELINE_STOP_S):
             log.warning("some threads did not stop in time")
-        if metrics is not None:
-            metrics.shutdown()
+        for server in servers:
+            server.close()
         if publisher is not None:
             publisher.stop(drain_timeout=DRAIN_S)
         backlog = journal.backlog()

@@ -1,31 +1,38 @@
-"""Prometheus metrics, read from the pipeline's own counters at scrape time (nothing is
-counted twice on the hot path)."""
+"""Prometheus metrics, read from the pipeline's own counters and meters at scrape time
+(nothing is counted twice on the hot path)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from edged.pipeline import CameraStats
+from edged.events.mqtt import MqttPublisher
+from edged.events.sink import EventSink
+from edged.latency import STAGES, Latency
+from edged.pipeline import Pipeline
 
 UP_STATES = {"streaming"}
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class PipelineCollector(Collector):
     def __init__(
-        self,
-        cameras: Callable[[], dict[str, CameraStats]],
-        events: Callable[[], dict[str, int]],
-        backlog: Callable[[], int],
+        self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None = None
     ) -> None:
-        self._cameras = cameras
-        self._events = events
-        self._backlog = backlog
+        self._pipeline = pipeline
+        self._sink = sink
+        self._publisher = publisher
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._cameras()
+        cameras = dict(self._pipeline.cameras)
+        stats = {name: cam.stats() for name, cam in cameras.items()}
         counters = {
             "decoded": ("edged_frames_decoded", "Frames decoded by the source"),
             "delivered": ("edged_frames_delivered", "Frames handed to inference"),
@@ -40,15 +47,70 @@ class PipelineCollector(Collector):
             yield family
         up = GaugeMetricFamily("edged_source_up", "1 while the camera streams", labels=["camera"])
         tracks = GaugeMetricFamily("edged_tracks", "Live confirmed tracks", labels=["camera"])
+        fps_in = GaugeMetricFamily(
+            "edged_fps_in", "Frames decoded per second, last 5 s", labels=["camera"]
+        )
+        fps = GaugeMetricFamily(
+            "edged_fps_processed", "Frames processed per second, last 5 s", labels=["camera"]
+        )
         for camera, st in stats.items():
             up.add_metric([camera], 1.0 if st.state in UP_STATES else 0.0)
             tracks.add_metric([camera], st.tracks)
-        yield up
-        yield tracks
+            fps_in.add_metric([camera], cameras[camera].source.decode_rate.rate())
+            fps.add_metric([camera], cameras[camera].process_rate.rate())
+        yield from (up, tracks, fps_in, fps)
+        stages = HistogramMetricFamily(
+            "edged_stage_seconds",
+            "Seconds a frame spends in each stage (inference: its batch's engine run)",
+            labels=["camera", "stage"],
+        )
+        for camera, cam in cameras.items():
+            for stage in STAGES:
+                _add_latency(stages, [camera, stage], cam.stages[stage])
+        yield stages
+        batches = HistogramMetricFamily(
+            "edged_inference_batch_size", "Frames per engine run", labels=["model"]
+        )
+        for model, worker in self._pipeline.workers.items():
+            sizes = dict(worker.batch_sizes)
+            cumulative = [
+                (repr(float(b)), float(sum(n for s, n in sizes.items() if s <= b)))
+                for b in BATCH_BUCKETS
+            ]
+            cumulative.append(("+Inf", float(sum(sizes.values()))))
+            batches.add_metric([model], cumulative, float(sum(s * n for s, n in sizes.items())))
+        yield batches
+        yield from self._events()
+
+    def _events(self) -> Iterator[Metric]:
         events = CounterMetricFamily("edged_events", "Events journaled", labels=["kind"])
-        for kind, n in sorted(self._events().items()):
+        for kind, n in sorted(dict(self._sink.counts).items()):
             events.add_metric([kind], n)
         yield events
         yield GaugeMetricFamily(
-            "edged_journal_backlog", "Events not yet acknowledged by the broker", self._backlog()
+            "edged_journal_backlog",
+            "Events not yet acknowledged by the broker",
+            self._sink.journal.backlog(),
         )
+        if self._publisher is None:
+            return
+        yield GaugeMetricFamily(
+            "edged_mqtt_connected", "1 while the broker connection is up", self._publisher.connected
+        )
+        publish = HistogramMetricFamily(
+            "edged_publish_seconds", "Seconds from publishing an event to the broker's PUBACK"
+        )
+        _add_latency(publish, [], self._publisher.ack_latency)
+        yield publish
+        age = HistogramMetricFamily(
+            "edged_event_latency_seconds",
+            "Seconds from the capture of the frame an event is about to its PUBACK",
+            labels=["kind"],
+        )
+        for kind, latency in sorted(list(self._publisher.event_latency.items())):
+            _add_latency(age, [kind], latency)
+        yield age
+
+
+def _add_latency(family: HistogramMetricFamily, labels: list[str], latency: Latency) -> None:
+    family.add_metric(labels, latency.buckets(), latency.sum)

@@ -17,6 +17,7 @@ from edged.events.event import Event
 from edged.events.sink import EventSink
 from edged.events.snapshots import Snapshotter
 from edged.frame import Frame
+from edged.latency import STAGES, Latency, RateMeter
 from edged.models.detector import Detector, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
 from edged.progress import CameraProgress
@@ -77,9 +78,15 @@ class CameraRuntime:
                 name, config.snapshots, detector.labels, sink.publish_image, threshold
             )
         self.slot = FrameSlot(wake, block=not is_live(config.source))
+        # when the source entered its current state, and why (for /healthz)
+        self.state_since = time.monotonic()
+        self.state_reason = ""
         self.source: Source = make_source(name, config.source, self.slot, self._on_state)
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
         self.processed = 0
+        self.process_rate = RateMeter()
+        # seconds per frame in each stage; the source measures its own decoding
+        self.stages = {s: Latency() for s in STAGES} | {"decode": self.source.decode_latency}
         self.failed: BaseException | None = None
         self._reconfigure: CameraConfig | None = None
         self._lock = threading.Lock()
@@ -90,6 +97,7 @@ class CameraRuntime:
         self.source.start()
 
     def _on_state(self, change: StateChange) -> None:
+        self.state_since, self.state_reason = time.monotonic(), change.reason
         status = STATUS.get(change.state)
         if status is None:
             return
@@ -132,11 +140,17 @@ class CameraRuntime:
                     self.sink.emit(self.analytics.reconfigure(changed))
                 # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
                 people = None if self.segmenter is None else self.segmenter.segment(frame.image)
+                t0 = time.perf_counter()
                 events = self.analytics.process(frame, detections, people)
                 if self.snapshots is not None:
                     events = self.snapshots.take(frame, detections, people, events)
+                t1 = time.perf_counter()
                 self.sink.emit(events)
+                self.stages["journal"].observe(time.perf_counter() - t1)
+                self.stages["tracking"].observe(self.analytics.track_s)
+                self.stages["analytics"].observe(t1 - t0 - self.analytics.track_s)
                 self.processed += 1
+                self.process_rate.tick()
         except Exception as exc:
             # a broken camera must not take the others down; it is reported and stays stopped
             log.exception("%s: analytics failed", self.name)
@@ -293,7 +307,12 @@ class InferenceWorker:
                     [c.config.detect.nms_iou for c, _ in batch],
                 )
                 self.batch_sizes[len(batch)] += 1
-                for (cam, frame), dets in zip(batch, detections, strict=True):
+                for (cam, frame), dets, took in zip(
+                    batch, detections, self.detector.times, strict=True
+                ):
+                    cam.stages["preprocess"].observe(took.preprocess)
+                    cam.stages["inference"].observe(took.inference)
+                    cam.stages["postprocess"].observe(took.postprocess)
                     cam.queue.put((frame, dets))
         except Exception:
             log.exception("inference worker %s failed; stopping its cameras", self.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from edged.analytics.alerts import Alerts
@@ -56,6 +58,9 @@ class CameraAnalytics:
         self.scene: SceneModule | None = None
         self._last_frame: Frame | None = None
         self._last: TrackedFrame | None = None
+        # the newest frame with its tracks, kept by reference for whoever looks (debug view)
+        self.latest: tuple[Frame, TrackedFrame] | None = None
+        self.track_s = 0.0  # the last tracker update's seconds
 
     def check_geometry(self) -> None:
         """Raise FieldError for zone or line settings that no picture size can fix."""
@@ -136,7 +141,9 @@ class CameraAnalytics:
             self._place(frame.width, frame.height)
         if self.keep is not None:
             detections = detections[np.isin(detections.class_id, self.keep)]
+        t0 = time.perf_counter()
         objects = self.tracker.update(detections, frame.media_ts)
+        self.track_s = time.perf_counter() - t0
         tf = TrackedFrame(
             self.camera,
             frame.media_ts,
@@ -147,6 +154,7 @@ class CameraAnalytics:
             people,
         )
         self._last, self._last_frame = tf, frame
+        self.latest = (frame, tf)
         events = self._analyse(tf)
         if self.scene is not None:
             events += self.scene.update(frame, tf, events)

@@ -185,7 +185,8 @@ class Zone:
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for visit in self.members.values():
+        # a copy: the debug view reads this from another thread while members change
+        for visit in list(self.members.values()):
             if visit.confirmed:
                 out[visit.label] = out.get(visit.label, 0) + 1
         return dict(sorted(out.items()))

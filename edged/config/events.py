@@ -123,7 +123,25 @@ class JournalConfig(StrictModel):
 
 
 class MetricsConfig(StrictModel):
-    """The Prometheus endpoint; localhost only unless said otherwise."""
+    """The Prometheus endpoint (``/metrics``) and ``/healthz``; localhost only unless said
+    otherwise."""
 
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=1, le=65535)
+    stale_s: float = Field(
+        10.0,
+        gt=0,
+        description="/healthz fails a streaming camera with no frame processed for this long "
+        "(or three of its detect_fps periods, if longer)",
+    )
+
+
+class DebugViewConfig(StrictModel):
+    """Annotated frames for a person to look at: ``/cameras/<name>/latest.jpg`` and
+    ``/cameras/<name>/stream.mjpeg``. Drawn only while someone fetches them. Served by the
+    metrics server when host and port are the same as its own."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9109, ge=1, le=65535)
+    jpeg_quality: int = Field(80, ge=10, le=100)
+    stream_fps: float = Field(10.0, gt=0, le=60, description="at most this many MJPEG parts/s")

@@ -8,7 +8,13 @@ from pydantic import AfterValidator, Field, PrivateAttr
 
 from edged.config.base import NAME, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
-from edged.config.events import HomeAssistantConfig, JournalConfig, MetricsConfig, MqttConfig
+from edged.config.events import (
+    DebugViewConfig,
+    HomeAssistantConfig,
+    JournalConfig,
+    MetricsConfig,
+    MqttConfig,
+)
 from edged.config.model import ModelConfig
 from edged.config.service import ServiceConfig
 
@@ -23,6 +29,7 @@ class Config(StrictModel):
         None, description="Home Assistant MQTT discovery (needs mqtt)"
     )
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
+    debug_view: DebugViewConfig | None = Field(None, description="absent: no debug view")
     stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
     service: ServiceConfig = ServiceConfig()
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]

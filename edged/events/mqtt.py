@@ -18,8 +18,9 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.events import MqttConfig
 from edged.events.journal import Journal
+from edged.latency import Latency
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(f"{__name__}.paho")
@@ -38,6 +40,13 @@ _BATCH = 500
 # A safety net only: appends, PUBACKs, connects and stop() all wake the publisher thread.
 _IDLE_WAKE_S = 1.0
 _OFFLINE_WAIT_S = 1.0
+
+
+class _InFlight(NamedTuple):
+    seq: int
+    sent: float  # monotonic, at publish()
+    frame_ts: float | None
+    kind: str
 
 
 class _Client(mqtt.Client):
@@ -131,10 +140,15 @@ class MqttPublisher:
         # the backlog when it sees a new value (what was in flight may be lost).
         self._session = 0
         self._unreachable_logged = False
-        # Filled by the network thread, drained by the publisher thread (deque ops are atomic).
-        self._acks: collections.deque[int] = collections.deque()
+        # Filled by the network thread, drained by the publisher thread (deque ops are atomic):
+        # (mid, monotonic and wall-clock time of the PUBACK).
+        self._acks: collections.deque[tuple[int, float, float]] = collections.deque()
         # Publisher-thread state.
-        self._inflight: dict[int, int] = {}
+        self._inflight: dict[int, _InFlight] = {}
+        # publish() → PUBACK, and the frame's capture → PUBACK per event kind (the age of an
+        # event when the broker has it); written by the publisher thread only
+        self.ack_latency = Latency()
+        self.event_latency: dict[str, Latency] = {}
         self._window = config.max_inflight  # lowered to the broker's Receive Maximum
         self._cursor = 0
         self._seen_session = 0
@@ -154,6 +168,7 @@ class MqttPublisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_socket_open = self._on_socket_open
         # State (retained) never expires; a transient event is worth little a day later.
         self._expiry: Properties | None = None
         if self._v5 and config.expiry_s is not None:
@@ -306,6 +321,11 @@ class MqttPublisher:
         self._connected.set()
         self._journal.wake()
 
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Without this, Nagle holds a small PUBLISH until the broker ACKs the previous one,
+        # which its delayed ACK can put off by 40 ms: every burst of events would wait.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         error = self._client.last_error
         if isinstance(error, ssl.SSLError | ssl.CertificateError):
@@ -382,7 +402,7 @@ class MqttPublisher:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._acks.append(mid)
+        self._acks.append((mid, time.monotonic(), time.time()))
         self._journal.wake()
 
     # -- publisher thread -------------------------------------------------------------------
@@ -439,16 +459,23 @@ class MqttPublisher:
                     continue
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return  # connection lost; the next session starts from the top
-                self._inflight[info.mid] = ev.seq
+                self._inflight[info.mid] = _InFlight(ev.seq, time.monotonic(), ev.frame_ts, ev.kind)
                 self._cursor = ev.seq
 
     def _prune_acked(self) -> None:
         seqs = []
         while self._acks:
-            seq = self._inflight.pop(self._acks.popleft(), None)
+            mid, acked, acked_wall = self._acks.popleft()
+            sent = self._inflight.pop(mid, None)
             # None: the availability message, or a message of an earlier session.
-            if seq is not None:
-                seqs.append(seq)
+            if sent is None:
+                continue
+            seqs.append(sent.seq)
+            self.ack_latency.observe(acked - sent.sent)
+            if sent.frame_ts is not None:
+                if sent.kind not in self.event_latency:
+                    self.event_latency[sent.kind] = Latency()
+                self.event_latency[sent.kind].observe(acked_wall - sent.frame_ts)
         if seqs:
             self._prune(seqs)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,16 @@ ADAPTERS = {
     "yolov8-seg": YoloV8SegAdapter,
     "rtdetr": RtDetrAdapter,
 }
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """Seconds one image of the last ``detect`` spent in each stage; ``inference`` is its
+    engine run's, shared by the images batched with it."""
+
+    preprocess: float = 0.0
+    inference: float = 0.0
+    postprocess: float = 0.0
 
 
 class Detector:
@@ -62,6 +74,7 @@ class Detector:
         # a model exported with a fixed batch runs that; a dynamic one takes up to max_batch
         self.max_batch = engine.max_batch or max_batch
         self._batch = np.empty((self.max_batch, *self.adapter.input_shape), np.float32)
+        self.times: list[StageTimes] = []  # per image of the last detect()
 
     @property
     def labels(self) -> list[str]:
@@ -72,21 +85,34 @@ class Detector:
     ) -> list[Detections]:
         """Detections for each image, with each image's own thresholds."""
         results: list[Detections | None] = [None] * len(images)
+        times = [StageTimes() for _ in images]
+        clock = time.perf_counter
         for chunk in self._chunks(images):
             if self.graph_input is None:
-                geometry = [
-                    self.adapter.preprocess(images[k], self._batch[i]) for i, k in enumerate(chunk)
-                ]
+                geometry = []
+                for i, k in enumerate(chunk):
+                    t0 = clock()
+                    geometry.append(self.adapter.preprocess(images[k], self._batch[i]))
+                    times[k].preprocess = clock() - t0
                 feeds = {self.adapter.input_name: self._batch[: len(chunk)]}
             else:
+                t0 = clock()
                 h, w = images[chunk[0]].shape[:2]
                 geometry = [place(self.manifest.input, w, h)] * len(chunk)
                 feeds = {self.graph_input: np.stack([images[k] for k in chunk])}
+                for k in chunk:
+                    times[k].preprocess = (clock() - t0) / len(chunk)
+            t0 = clock()
             outputs = self.engine.run(feeds)
+            took = clock() - t0
             for i, k in enumerate(chunk):
+                times[k].inference = took
+                t0 = clock()
                 results[k] = self.adapter.postprocess(
                     outputs, i, geometry[i], min_score[k], nms_iou[k]
                 )
+                times[k].postprocess = clock() - t0
+        self.times = times
         return [r for r in results if r is not None]
 
     def _chunks(self, images: list[np.ndarray]) -> list[list[int]]:

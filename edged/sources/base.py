@@ -27,6 +27,7 @@ from typing import Literal
 
 from edged.config.camera import SourceConfig
 from edged.frame import Frame
+from edged.latency import Latency, RateMeter
 from edged.sources.capture import Capture, SourceError
 from edged.sources.slot import FrameSlot
 
@@ -74,6 +75,8 @@ class Source(ABC):
         self._thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
         self.state = SourceState.CONNECTING
         self.decoded = 0
+        self.decode_latency = Latency()  # decoding plus conversion of the frames handed over
+        self.decode_rate = RateMeter()
         self.reconnects = 0
         self.failed: Exception | None = None
         self._seq = 0
@@ -179,6 +182,7 @@ class Source(ABC):
                 return "broken", f"stalled: no frame for {now - last_frame:.1f} s"
             last_frame = now
             self.decoded += 1
+            self.decode_rate.tick()
             if not self._streamed:
                 self._streamed = True
                 self._set(SourceState.STREAMING)
@@ -190,10 +194,12 @@ class Source(ABC):
                 # drift-free while keeping up; restart the grid after a gap
                 late = next_due is None or next_due + period <= media_ts
                 next_due = media_ts + period if late else next_due + period
+            t0 = time.perf_counter()
             try:
                 image = item.to_bgr()
             except SourceError as exc:
                 return "broken", str(exc)
+            self.decode_latency.observe(item.decode_s + time.perf_counter() - t0)
             frame = Frame(
                 self.camera, self._seq, time.monotonic(), time.time(), media_ts, image, item.pts
             )

@@ -64,10 +64,13 @@ class PyAVCapture(Capture):
         # packets that keep coming but never decode (a broken stream) would block a plain
         # decode() loop forever: give up when no frame came out for the stall timeout
         deadline = time.monotonic() + self._stall_timeout_s
+        spent = 0.0
         try:
             while not self._pending:
                 packet = next(self._packets)
+                t0 = time.perf_counter()
                 self._pending.extend(packet.decode())  # a flush packet at the end decodes the rest
+                spent += time.perf_counter() - t0
                 if not self._pending and time.monotonic() > deadline:
                     raise SourceError(
                         f"{self._where}: stalled: packets but no frame for "
@@ -79,7 +82,7 @@ class PyAVCapture(Capture):
             raise SourceError(f"{self._where}: {_describe(exc)}") from None
         frame = self._pending.pop(0)
         pts = None if frame.time is None else frame.time + self.pts_offset
-        return Decoded(pts, lambda: frame.to_ndarray(format="bgr24"))
+        return Decoded(pts, lambda: frame.to_ndarray(format="bgr24"), spent)
 
     def close(self) -> None:
         self._container.close()

@@ -1,0 +1,1 @@
+"""The debug view: annotated frames over HTTP, drawn only when someone looks."""

@@ -1,0 +1,75 @@
+"""The daemon's HTTP endpoints, from the config: ``/metrics`` and ``/healthz`` on the metrics
+server, the debug view on its own server or on the metrics server when they share an
+address."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from edged.config import Config
+from edged.debug.view import DebugView
+from edged.events.mqtt import MqttPublisher
+from edged.events.sink import EventSink
+from edged.health import health
+from edged.metrics import PipelineCollector
+from edged.pipeline import Pipeline
+from edged.webserver import Request, Route, WebServer
+
+log = logging.getLogger(__name__)
+
+
+def metrics_routes(
+    pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None, stale_s: float
+) -> list[Route]:
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(pipeline, sink, publisher))
+
+    def metrics(req: Request, path: str) -> bool:
+        if path != "/metrics":
+            return False
+        req.send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+        return True
+
+    def healthz(req: Request, path: str) -> bool:
+        if path != "/healthz":
+            return False
+        ok, body = health(pipeline, stale_s)
+        if publisher is not None:
+            body["mqtt"] = "up" if publisher.connected else "down"
+        body["backlog"] = sink.journal.backlog()
+        req.send(200 if ok else 503, "application/json", (json.dumps(body) + "\n").encode())
+        return True
+
+    return [metrics, healthz]
+
+
+def serve_http(
+    config: Config, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None
+) -> list[WebServer]:
+    """Start the configured servers (none when neither section is there)."""
+    routes: dict[tuple[str, int], list[Route]] = {}
+    pages: dict[tuple[str, int], list[str]] = {}
+    if config.metrics is not None:
+        m = config.metrics
+        routes[(m.host, m.port)] = metrics_routes(pipeline, sink, publisher, m.stale_s)
+        pages[(m.host, m.port)] = ["/metrics", "/healthz"]
+    if config.debug_view is not None:
+        d = config.debug_view
+        view = DebugView(pipeline, d.jpeg_quality, d.stream_fps)
+        routes.setdefault((d.host, d.port), []).append(view.route)
+        pages.setdefault((d.host, d.port), []).append("/cameras/")
+    servers: list[WebServer] = []
+    try:
+        for (host, port), answer in routes.items():
+            servers.append(WebServer(host, port, answer))
+    except OSError as exc:
+        for server in servers:
+            server.close()
+        raise OSError(exc.errno, f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from None
+    for server, (host, port) in zip(servers, routes, strict=True):
+        server.start()
+        log.info("HTTP on http://%s:%d: %s", host, port, " ".join(pages[(host, port)]))
+    return servers
