@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+from edged import priority
 from edged.config.camera import SourceConfig
 from edged.frame import Frame
 from edged.latency import Latency, RateMeter
@@ -114,6 +115,7 @@ class Source(ABC):
         self._on_state(StateChange(self.camera, state, reason, attempt, retry_in_s))
 
     def _run(self) -> None:
+        priority.background()
         attempt = 0
         self._set(SourceState.CONNECTING)
         try:
