@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from edged import priority
 from edged.analytics.camera import CameraAnalytics
 from edged.config import CameraConfig, Config
 from edged.detections import Detections
@@ -128,7 +127,6 @@ class CameraRuntime:
         )
 
     def _run(self) -> None:
-        priority.background()
         try:
             while True:
                 item = self.queue.get()

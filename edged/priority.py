@@ -1,4 +1,4 @@
-"""Thread priorities: inference first; decode and analytics take the cycles it leaves."""
+"""Thread priorities: inference first; decoding takes the cycles it leaves."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import threading
 
 log = logging.getLogger(__name__)
 
-# On a box where the detector's threads fill every core, a decode or analytics thread that
-# takes a core mid-inference stalls ONNX Runtime's parallel loops, which wait for their
-# slowest thread; at a lower priority they run in the gaps between its kernels instead.
+# On a box where the detector's threads fill every core, a decode thread that takes a core
+# mid-inference stalls ONNX Runtime's parallel loops, which wait for their slowest thread; at
+# a lower priority it runs in the gaps between their kernels instead. Analytics keeps the
+# normal priority: the inference worker hands it results through a bounded queue, and a
+# starved consumer would stall inference in turn.
 BACKGROUND_NICE = 5
 
 
