@@ -113,3 +113,18 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def run_clip(config: Path, camera: str, journal: Path, *overrides: str) -> list[dict[str, Any]]:
+    """Run ``config`` through its camera's clip as fast as possible, without a broker, and
+    return the events it printed (the daemon must exit 0)."""
+    sets = ["mqtt=null", f"cameras.{camera}.source.realtime=false", f"journal.path={journal}"]
+    args = [a for s in (*sets, *overrides) for a in ("--set", s)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edged", "run", str(config), "--print-events", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]

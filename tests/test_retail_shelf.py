@@ -4,7 +4,6 @@ shipped shelf clip against a ground truth read off its frames."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from edged.events.event import Event
 from edged.frame import Frame
 from edged.scenes.retail_shelf import Held, RetailShelf, dedupe
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
+from tests.daemon import run_clip
 from tests.paths import ROOT
 
 LABELS = ["person", "bottle", "vase", "cup"]
@@ -579,28 +579,7 @@ LAG_S = 2.5
 
 @pytest.fixture(scope="module")
 def clip_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any]]]:
-    journal = tmp_path_factory.mktemp("retail") / "j.db"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            str(CONFIG),
-            "--print-events",
-            "--set",
-            "mqtt=null",
-            "--set",
-            "cameras.shelf.source.realtime=false",
-            "--set",
-            f"journal.path={journal}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr
-    yield [json.loads(line) for line in proc.stdout.splitlines()]
+    yield run_clip(CONFIG, "shelf", tmp_path_factory.mktemp("retail") / "j.db")
 
 
 def test_check_accepts_the_shipped_config() -> None:

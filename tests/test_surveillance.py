@@ -3,9 +3,6 @@ the sample clip."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from edged.config.scene_surveillance import TimeWindow
 from edged.detections import Detections
 from edged.events.event import Event
 from edged.scenes.surveillance import Surveillance, armed
+from tests.daemon import run_clip
 from tests.paths import ROOT
 
 CONFIG = ROOT / "configs" / "surveillance.yaml"
@@ -91,27 +89,7 @@ def test_unarmed_zone_and_other_classes_raise_nothing(tmp_path: Path) -> None:
 
 
 def test_preset_on_the_sample_clip(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            str(CONFIG),
-            "--print-events",
-            "--set",
-            "mqtt=null",
-            "--set",
-            f"journal.path={tmp_path / 'j.db'}",
-            "--set",
-            "cameras.campus.source.realtime=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines()]
+    events = run_clip(CONFIG, "campus", tmp_path / "j.db")
     alerts = [(e["alert"], e["state"]) for e in events if e["kind"] == "alert"]
     for kind in ("intrusion", "loitering", "crowding"):
         assert alerts.count((kind, "start")) == alerts.count((kind, "end")) >= 1, alerts

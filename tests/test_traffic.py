@@ -4,9 +4,6 @@ through the real daemon against an eye-counted ground truth."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
@@ -22,6 +19,7 @@ from edged.detections import Detections
 from edged.events.event import Event
 from edged.frame import Frame
 from edged.scenes.traffic import Traffic
+from tests.daemon import run_clip
 from tests.paths import ROOT
 
 LABELS = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
@@ -424,30 +422,7 @@ EYE_SPEED = {"ltr_near": 26.6, "rtl_near": 51.3}
 @pytest.fixture(scope="module")
 def clip_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     db = tmp_path_factory.mktemp("traffic") / "events.db"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            str(ROOT / "configs" / "traffic.yaml"),
-            "--print-events",
-            "--set",
-            "mqtt=null",
-            "--set",
-            "cameras.street.source.realtime=false",
-            "--set",
-            f"journal.path={db}",
-            "--set",
-            "models.coco.backend=cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return run_clip(ROOT / "configs" / "traffic.yaml", "street", db, "models.coco.backend=cpu")
 
 
 def test_clip_counts_match_the_eye_counted_ground_truth(
