@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS events (
     payload  TEXT    NOT NULL
 )
 """
+# the age bound deletes by ts on every append: without an index that scans the whole backlog
+_INDEX = "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)"
 _COLUMNS = "seq, id, kind, camera, topic, retain, ts, frame_ts, v, payload"
 _INSERT = (
     "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)"
@@ -134,6 +136,7 @@ class Journal:
             log.warning("journal %s: WAL unavailable, running in %s mode", self.path, mode)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_INDEX)
         self._backlog: int = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._last_seq: int = row[0] if row else 0
