@@ -56,9 +56,8 @@ class CameraAnalytics:
         self.lines: list[Line] = []
         self._size: tuple[int, int] | None = None
         self.scene: SceneModule | None = None
-        self._last_frame: Frame | None = None
-        self._last: TrackedFrame | None = None
-        # the newest frame with its tracks, kept by reference for whoever looks (debug view)
+        # the newest frame with its tracks: for the end of the stream, and kept by reference
+        # for whoever looks (debug view)
         self.latest: tuple[Frame, TrackedFrame] | None = None
         self.track_s = 0.0  # the last tracker update's seconds
 
@@ -153,7 +152,6 @@ class CameraAnalytics:
             self.labels,
             people,
         )
-        self._last, self._last_frame = tf, frame
         self.latest = (frame, tf)
         events = self._analyse(tf)
         if self.scene is not None:
@@ -178,28 +176,28 @@ class CameraAnalytics:
 
     def _end_frame(self, ended: list[int]) -> TrackedFrame:
         """A frame with no objects at the last frame's time, on which ``ended`` tracks end."""
-        assert self._last is not None
+        assert self.latest is not None
+        last = self.latest[1]
         return TrackedFrame(
             self.camera,
-            self._last.media_ts,
-            self._last.wall_ts,
-            Detections.empty() if self._last.objects.track_id is None else self._last.objects[:0],
+            last.media_ts,
+            last.wall_ts,
+            Detections.empty() if last.objects.track_id is None else last.objects[:0],
             ended,
             self.labels,
         )
 
     def finish(self) -> list[Event]:
         """End every live object, as if all tracks ended on the last frame seen."""
-        if self._last is None:
+        if self.latest is None:
             return []
         tf = self._end_frame(list(self.lifecycle.objects))
         events = self._analyse(tf)
         for line in self.lines:
             events += line.finish(tf)
         if self.scene is not None:
-            assert self._last_frame is not None
             # the scene sees the last events (crossings confirmed at the end) before it ends
-            events += self.scene.update(self._last_frame, tf, events)
+            events += self.scene.update(self.latest[0], tf, events)
             events += self.scene.finish(tf)
         return events + self.alerts.end_all(tf.media_ts, tf.wall_ts)
 
@@ -224,7 +222,7 @@ class CameraAnalytics:
             return events
         self.keep = class_filter(self.labels, config.detect.classes)
         self.lifecycle.rules = config.updates
-        if self._size is None or self._last is None:
+        if self._size is None or self.latest is None:
             self._size = None  # placed with the new settings on the next frame
             return []
         width, height = self._size
