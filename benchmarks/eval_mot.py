@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks import mot15
 from benchmarks import tracking as T
-from edged.analytics.camera import tracker_params
+from edged.camera.analytics import tracker_params
 from edged.config.camera import DetectConfig, TrackerConfig
 from edged.tracking import ByteTrackParams
 

@@ -32,9 +32,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.config.events import MqttConfig
-from edged.events.event import Event
-from edged.events.journal import Bounds, Journal
-from edged.events.mqtt import MqttPublisher
+from edged.core.event import Event
+from edged.outputs.journal import Bounds, Journal
+from edged.outputs.mqtt import MqttPublisher
 
 BATCH = 10
 

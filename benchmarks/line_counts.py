@@ -53,7 +53,7 @@ from edged.analytics import lines as lines_mod
 from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import LineConfig
 from edged.config.geometry import to_pixels
-from edged.detections import Anchor
+from edged.core.detections import Anchor
 
 LINES: dict[str, dict[str, list[tuple[float, float]]]] = {
     "PETS09-S2L1": {
@@ -107,7 +107,7 @@ def gt_line_counts(
     sd: T.SequenceDetections, lines: dict[str, np.ndarray]
 ) -> dict[str, dict[str, int]]:
     """The ground-truth tracks fed through edged's ``Line`` as if they were tracker output."""
-    from edged.detections import Detections
+    from edged.core.detections import Detections
 
     width, height = sd.size
     rows = np.loadtxt(sd.seq.video.parent / "gt" / "gt.txt", delimiter=",", ndmin=2)

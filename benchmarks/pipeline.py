@@ -59,10 +59,10 @@ import psutil
 
 from edged.config import Config
 from edged.config.model import ModelConfig
-from edged.events.journal import Journal
-from edged.events.mqtt import MqttPublisher
-from edged.events.sink import EventSink
 from edged.models.detector import Detector, load_detector
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent

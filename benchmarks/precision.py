@@ -43,9 +43,9 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks import mot15
-from edged.engines.calibration import collect_frames
-from edged.engines.fp16 import convert_fp16
-from edged.engines.quantize import load_cpu_detector, make_dynamic_batch, quantize_int8
+from edged.tools.calibration import collect_frames
+from edged.tools.fp16 import convert_fp16
+from edged.tools.quantize import load_cpu_detector, make_dynamic_batch, quantize_int8
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "engines" / "nanodet-g-416.onnx"

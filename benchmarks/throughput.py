@@ -21,9 +21,9 @@ import cv2
 
 from edged.config import load
 from edged.config.model import ModelConfig
-from edged.events.journal import Journal
-from edged.events.sink import EventSink
 from edged.models.detector import load_detector
+from edged.outputs.journal import Journal
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent

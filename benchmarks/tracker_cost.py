@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import tracking as T
-from edged.detections import Detections
+from edged.core.detections import Detections
 from edged.tracking import ByteTracker, ByteTrackParams
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30.0

@@ -34,7 +34,7 @@ import av
 import numpy as np
 
 from benchmarks import mot15
-from edged.detections import Detections
+from edged.core.detections import Detections
 from edged.tracking import ByteTracker, ByteTrackParams
 
 ROOT = Path(__file__).resolve().parent.parent

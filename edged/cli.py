@@ -7,9 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from edged import __version__, logs
-from edged.check import load_checked
+from edged import __version__
 from edged.config import Config, ConfigError, load
+from edged.service import logs
+from edged.service.check import load_checked
 
 EXIT_CONFIG = 2
 
@@ -158,8 +159,8 @@ def _engine_build(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from edged.engines.calibration import collect_frames, config_sources
-    from edged.engines.quantize import QuantizeError, quantize_int8
+    from edged.tools.calibration import collect_frames, config_sources
+    from edged.tools.quantize import QuantizeError, quantize_int8
 
     sources = list(args.sources)
     if args.config:
@@ -190,9 +191,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from edged.engines.calibration import collect_frames
-    from edged.engines.fp16 import convert_fp16
-    from edged.engines.quantize import QuantizeError
+    from edged.tools.calibration import collect_frames
+    from edged.tools.fp16 import convert_fp16
+    from edged.tools.quantize import QuantizeError
 
     try:
         frames = collect_frames(args.sources, 50) if args.sources else None
@@ -232,7 +233,7 @@ def _models(folder: str) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     from edged.config.events import MqttConfig
-    from edged.events.watch import run as watch
+    from edged.outputs.watch import run as watch
 
     mqtt, scope = MqttConfig(), "#"
     if args.config:
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.log_level)
     if args.command == "schema":
         if args.events:
-            from edged.events.event import json_schema
+            from edged.outputs.schema import json_schema
 
             print(json.dumps(json_schema(), indent=2))
             return 0
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cams = sum(c.enabled for c in config.cameras.values())
         print(f"{args.config}: OK ({cams} camera(s), {len(config.models)} model(s))")
         return 0
-    from edged.daemon import run
+    from edged.service.daemon import run
 
     return run(
         config,

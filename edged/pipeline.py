@@ -9,18 +9,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from edged.analytics.camera import CameraAnalytics
+from edged.camera.analytics import CameraAnalytics
 from edged.config import CameraConfig, Config
-from edged.detections import Detections
-from edged.events import topics
-from edged.events.event import Event
-from edged.events.sink import EventSink
-from edged.events.snapshots import Snapshotter
-from edged.frame import Frame
-from edged.latency import STAGES, Latency, RateMeter
+from edged.core import topics
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
+from edged.core.latency import STAGES, Latency, RateMeter
 from edged.models.detector import Detector, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
-from edged.progress import CameraProgress
+from edged.outputs.sink import EventSink
+from edged.outputs.snapshots import Snapshotter
 from edged.sources.base import Source, SourceState, StateChange
 from edged.sources.factory import is_live, make_source
 from edged.sources.redact import redact
@@ -52,6 +51,13 @@ class CameraStats:
     reconnects: int
     tracks: int
     state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CameraProgress:
+    processed: int
+    delivered: int
+    waiting: bool  # a frame sits in the slot or the analytics queue
 
 
 class CameraRuntime:
@@ -329,7 +335,7 @@ class InferenceWorker:
 
 class Pipeline:
     """Everything between the cameras and the event sink, built from one config; cameras and
-    models can be added, changed and removed while it runs (see ``edged.reload``)."""
+    models can be added, changed and removed while it runs (see ``edged.service.reload``)."""
 
     def __init__(self, config: Config, sink: EventSink) -> None:
         self.config = config

@@ -80,6 +80,12 @@ class Daemon:
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self.events), timeout)
 
+    def logged(self, text: str, timeout: float = 10.0) -> bool:
+        """Wait until ``text`` shows in stderr (it is read on its own thread, so a line logged
+        before an event can arrive after it)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: text in self.stderr, timeout)
+
     def statuses(self) -> list[dict[str, Any]]:
         with self._cond:
             return [e for e in self.events if e["kind"] == "camera_status"]

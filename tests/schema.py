@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 
-from edged.events.event import json_schema
+from edged.outputs.schema import json_schema
 
 
 def validator() -> jsonschema.Draft202012Validator:

@@ -10,7 +10,7 @@ from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone, ZoneRules
 from edged.config.events import ObjectUpdatesConfig
-from edged.detections import Anchor, Detections
+from edged.core.detections import Anchor, Detections
 
 LABELS = ["person", "car"]
 

@@ -11,9 +11,9 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from edged.config import load
-from edged.events.journal import Journal
-from edged.events.sink import EventSink
 from edged.models.manifest import sha256_of
+from edged.outputs.journal import Journal
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from tests.paths import CLIP
 

@@ -106,7 +106,7 @@ def test_gfl_decode_on_known_tensors() -> None:
 
 
 def test_class_aware_nms_keeps_overlapping_boxes_of_other_classes() -> None:
-    from edged.models.nms import nms_per_class
+    from edged.core.boxes import nms_per_class
 
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], np.float32)
     keep = nms_per_class(boxes, np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 0, 1]), 0.5, 10)

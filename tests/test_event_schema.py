@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edged.events.event import Event, json_schema
-from edged.events.journal import Bounds, Journal
+from edged.core.event import Event
+from edged.outputs.journal import Bounds, Journal
+from edged.outputs.schema import json_schema
 from tests.schema import validator
 
 

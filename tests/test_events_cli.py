@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from edged.config.events import MqttConfig
-from edged.events.event import Event
-from edged.events.journal import Journal
-from edged.events.mqtt import MqttPublisher
+from edged.core.event import Event
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
 from tests.mqtt_helpers import Broker
 from tests.paths import MODEL
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edged.config.model import ModelConfig
-from edged.detections import Detections
+from edged.core.detections import Detections
 from edged.models.detector import Detector, load_detector
 from edged.models.manifest import ModelError
 from tests.onnx_fixtures import ULTRALYTICS_INPUT, write_model

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from edged.config.camera import SourceConfig
-from edged.frame import Frame
+from edged.core.frame import Frame
 from edged.sources.base import SourceState, StateChange
 from edged.sources.factory import make_source
 from edged.sources.slot import FrameSlot

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edged.events.event import Event
-from edged.events.journal import Bounds, Journal
+from edged.core.event import Event
+from edged.outputs.journal import Bounds, Journal
 
 
 def make_events(n: int, camera: str = "cam1", start: int = 0) -> list[Event]:
@@ -109,7 +109,7 @@ def test_backlog_bound_drops_oldest_counts_warns_and_reports(
     j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=0))
     stored = j.append(make_events(4))
     assert j.dropped == 0 and not overflows(stored)
-    with caplog.at_level(logging.WARNING, logger="edged.events.journal"):
+    with caplog.at_level(logging.WARNING, logger="edged.outputs.journal"):
         batch = j.append(make_events(3, start=4))
     # 4 + 3 new + 1 overflow event in a bound of 5: the 3 oldest go
     assert j.dropped == 3
@@ -187,7 +187,7 @@ def test_pause_refuses_at_the_bound_and_reports_once_there_is_room(
 ) -> None:
     j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, on_full="pause", overflow_every_s=0))
     stored = j.append(make_events(5))
-    with caplog.at_level(logging.WARNING, logger="edged.events.journal"):
+    with caplog.at_level(logging.WARNING, logger="edged.outputs.journal"):
         assert j.append(make_events(2, start=5)) == []
     assert j.refused == 2 and j.dropped == 0
     assert [e.seq for e in j.pending()] == [e.seq for e in stored]  # nothing lost

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import pytest
 
 from edged.config.events import MqttConfig
-from edged.events.event import Event
-from edged.events.journal import Journal
-from edged.events.mqtt import MAX_INFLIGHT, MqttPublisher
+from edged.core.event import Event
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MAX_INFLIGHT, MqttPublisher
 from tests.mqtt_helpers import Broker, BrokerFactory, Relay, Subscriber, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -365,8 +365,8 @@ def test_stop_falls_back_to_last_will_when_offline_is_not_acknowledged(
 _CHILD = """
 import sys, threading
 from edged.config.events import MqttConfig
-from edged.events.journal import Journal
-from edged.events.mqtt import MqttPublisher
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
 port, db = int(sys.argv[1]), sys.argv[2]
 pub = MqttPublisher(MqttConfig(port=port, keepalive_s=5), "dev1", Journal(db))
 pub.start()

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 
 from edged.config import load
 from edged.config.events import MqttConfig, TlsConfig
-from edged.events.event import Event
-from edged.events.journal import Bounds, Journal
-from edged.events.mqtt import MqttPublisher
+from edged.core.event import Event
+from edged.outputs.journal import Bounds, Journal
+from edged.outputs.mqtt import MqttPublisher
 from tests.mqtt_helpers import BrokerFactory, Subscriber, free_port
 from tests.paths import MODEL
 from tests.schema import validator
@@ -159,7 +159,7 @@ def test_tls_client_certificate_from_an_unknown_ca_is_rejected_with_a_clear_erro
 ) -> None:
     broker, tls_port = tls_broker(mqtt_broker_factory, certs)
     tls = TlsConfig(ca=certs.ca, cert=certs.stranger_cert, key=certs.stranger_key)
-    with caplog.at_level(logging.INFO, logger="edged.events.mqtt"):
+    with caplog.at_level(logging.INFO, logger="edged.outputs.mqtt"):
         publisher, journal = started(MqttConfig(port=tls_port, tls=tls, reconnect_min_s=0.1))
         journal.append(events(2))
         errors = wait_for_log(caplog, "ended the TLS session", WAIT)
@@ -179,7 +179,7 @@ def test_tls_broker_not_trusted_by_our_ca_fails_the_handshake_clearly(
 ) -> None:
     broker, tls_port = tls_broker(mqtt_broker_factory, certs)
     tls = TlsConfig(ca=certs.other_ca, cert=certs.client_cert, key=certs.client_key)
-    with caplog.at_level(logging.INFO, logger="edged.events.mqtt"):
+    with caplog.at_level(logging.INFO, logger="edged.outputs.mqtt"):
         publisher, _ = started(MqttConfig(port=tls_port, tls=tls, reconnect_min_s=0.1))
         errors = wait_for_log(caplog, "TLS handshake failed", WAIT)
     assert any("certificate verify failed" in m for m in errors), errors

@@ -21,11 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edged.analytics.tracked import TrackedFrame
 from edged.config.events import DebugViewConfig, MetricsConfig, MqttConfig
-from edged.debug.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
-from edged.detections import Detections
-from edged.events.journal import Journal
-from edged.events.mqtt import MqttPublisher
-from edged.latency import STAGES, Latency, RateMeter
+from edged.core.detections import Detections
+from edged.core.latency import STAGES, Latency, RateMeter
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
+from edged.web.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
 from tests.paths import CLIP

@@ -21,8 +21,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from edged.config.model import ModelConfig
-from edged.detections import Detections
-from edged.engines.calibration import (
+from edged.core.detections import Detections
+from edged.models.detector import Detector, load_detector
+from edged.models.manifest import load_manifest, sha256_of
+from edged.tools.calibration import (
     FrameReader,
     collect_frames,
     deduplicate,
@@ -30,8 +32,8 @@ from edged.engines.calibration import (
     source_kind,
     thumbnail,
 )
-from edged.engines.fp16 import convert_fp16
-from edged.engines.quantize import (
+from edged.tools.fp16 import convert_fp16
+from edged.tools.quantize import (
     QuantizeError,
     Report,
     compare_detections,
@@ -39,8 +41,6 @@ from edged.engines.quantize import (
     make_dynamic_batch,
     quantize_int8,
 )
-from edged.models.detector import Detector, load_detector
-from edged.models.manifest import load_manifest, sha256_of
 from tests.paths import CLIP, MODEL, ROOT
 from tests.rtsp import RtspServer, gst_rtsp_available
 

@@ -15,15 +15,15 @@ import pytest
 from onnx import TensorProto, helper
 
 from edged.config.model import ModelConfig
-from edged.detections import Detections
-from edged.engines.prepare import (
+from edged.core.detections import Detections
+from edged.models.detector import load_detector
+from edged.models.graph_preprocess import (
     FRAMES,
     _Graph,
     letterbox_shape_nodes,
     preparation_of,
     prepare_graph,
 )
-from edged.models.detector import load_detector
 from edged.models.manifest import InputSpec, ModelError, load_manifest
 from edged.models.nanodet import NanoDetAdapter
 from edged.models.preprocess import ImagePreprocessor, place

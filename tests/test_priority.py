@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from edged import priority
 from edged.config import load
-from edged.events.journal import Journal
-from edged.events.sink import EventSink
+from edged.core import priority
+from edged.outputs.journal import Journal
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from tests.paths import DEMO
 

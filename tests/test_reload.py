@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edged.analytics.camera import CameraAnalytics
+from edged.camera.analytics import CameraAnalytics
 from edged.config import Config, load
-from edged.detections import Detections
-from edged.events.journal import Journal
-from edged.events.sink import EventSink
-from edged.frame import Frame
+from edged.core.detections import Detections
+from edged.core.frame import Frame
+from edged.outputs.journal import Journal
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
-from edged.reload import apply, effective, plan
+from edged.service.reload import apply, effective, plan
 from tests.paths import CLIP, MODEL
 
 TOP_LEFT = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]

@@ -20,9 +20,9 @@ from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.loader import ConfigError, load
 from edged.config.scene_retail import MonitorConfig
-from edged.detections import Detections
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
 from edged.scenes.retail_shelf import Held, RetailShelf, dedupe
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
 from tests.daemon import run_clip

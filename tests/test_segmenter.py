@@ -9,11 +9,12 @@ import pytest
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
 from edged.config.model import ModelConfig
-from edged.detections import Anchor, Detections
+from edged.core.detections import Anchor, Detections
+from edged.core.masks import PersonMask
+from edged.core.placement import Geometry
 from edged.models.detector import load_detector
 from edged.models.manifest import ModelError
-from edged.models.preprocess import Geometry
-from edged.models.segmenter import PersonMask, load_segmenter
+from edged.models.segmenter import load_segmenter
 from tests.paths import SEGMENTER, SHARED
 
 STADTMITTE = SHARED / "datasets" / "mot15" / "TUD-Stadtmitte"

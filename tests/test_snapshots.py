@@ -14,12 +14,12 @@ import pytest
 
 from edged.config.model import ModelConfig
 from edged.config.snapshots import SnapshotConfig
-from edged.detections import Detections
-from edged.events.event import Event
-from edged.events.snapshots import Snapshotter, crop_box
-from edged.frame import Frame
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
 from edged.models.detector import load_detector
 from edged.models.segmenter import load_segmenter
+from edged.outputs.snapshots import Snapshotter, crop_box
 from tests.daemon import Daemon
 from tests.mqtt_helpers import BrokerFactory, Subscriber
 from tests.paths import CLIP, DEMO, MODEL, SEGMENTER

@@ -71,7 +71,7 @@ def retried_then_terminated(daemon: Daemon, reason: str, attempts: int = 2) -> l
         assert [t["attempt"] for t in tries[:attempts]] == list(range(1, attempts + 1))
         delays = [t["retry_in_s"] for t in tries[:attempts]]
         assert delays == sorted(delays) and delays[-1] > delays[0]
-        assert reason in daemon.stderr  # the log line says it too
+        assert daemon.logged(reason), daemon.stderr  # the log line says it too
         assert daemon.terminate(within=5.0) < 5.0
         assert daemon.proc.returncode == 0, daemon.stderr
         assert daemon.statuses()[-1]["status"] == "offline"
@@ -98,7 +98,7 @@ def test_sigterm_while_blocked_in_a_long_open(tmp_path: Path, silent_server: int
     source = {"uri": f"rtsp://127.0.0.1:{silent_server}/cam", "open_timeout_s": 30.0}
     daemon = Daemon(camera_config(tmp_path, source))
     try:
-        assert daemon.wait_for(lambda ev: "running 1 camera" in daemon.stderr, 30)
+        assert daemon.logged("running 1 camera", 30)
         assert daemon.terminate(within=5.0) < 5.0
         assert daemon.proc.returncode == 0, daemon.stderr
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edged.config.camera import SourceConfig
-from edged.frame import Frame
+from edged.core.frame import Frame
 from edged.sources.base import SourceState, StateChange
 from edged.sources.factory import is_live, make_source
 from edged.sources.redact import redact

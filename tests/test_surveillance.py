@@ -11,8 +11,8 @@ import pytest
 from edged.analytics.tracked import TrackedFrame
 from edged.config import ConfigError, load
 from edged.config.scene_surveillance import TimeWindow
-from edged.detections import Detections
-from edged.events.event import Event
+from edged.core.detections import Detections
+from edged.core.event import Event
 from edged.scenes.surveillance import Surveillance, armed
 from tests.daemon import run_clip
 from tests.paths import ROOT

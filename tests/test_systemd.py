@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edged.logs import JournalFormatter, to_journal
-from edged.progress import CameraProgress, ProgressMonitor
-from edged.systemd import Notifier, watchdog_interval
+from edged.service.logs import JournalFormatter, to_journal
+from edged.service.progress import CameraProgress, ProgressMonitor
+from edged.service.systemd import Notifier, watchdog_interval
 from tests.daemon import Daemon, camera_config
 from tests.paths import CLIP, ROOT
 from tests.test_source_faults import closed_port
@@ -252,7 +252,7 @@ def test_daemon_logs_with_priorities_on_the_journal_stream(tmp_path: Path) -> No
         proc.kill()
         proc.wait()
     lines = log.read_text().splitlines()
-    assert "<6>edged.daemon: running 1 camera(s) on 1 model(s)" in lines
+    assert "<6>edged.service.daemon: running 1 camera(s) on 1 model(s)" in lines
     assert any(
         re.fullmatch(r"<4>edged\.sources\.base: cam: .*Connection refused.*", ln) for ln in lines
     )
@@ -339,7 +339,7 @@ def test_ready_after_the_timeout_names_the_camera_without_frames(
         # a camera that keeps reconnecting is waiting, not stalled: the pings go on
         first = sock.wait_for("WATCHDOG", "1", after=ready)
         sock.wait_for("WATCHDOG", "1", after=first + 1)
-        assert "ready after 1 s without a first frame from: cam" in daemon.stderr
+        assert daemon.logged("ready after 1 s without a first frame from: cam"), daemon.stderr
         assert daemon.terminate(within=5.0) < 5.0
     finally:
         daemon.kill()
@@ -349,7 +349,7 @@ def test_notifier_reports_a_missing_socket_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    with caplog.at_level(logging.WARNING, "edged.systemd"):
+    with caplog.at_level(logging.WARNING, "edged.service.systemd"):
         assert not notifier.watchdog() and not notifier.watchdog()
     assert len(caplog.records) == 1 and "gone.sock" in caplog.records[0].getMessage()
     notifier.close()

@@ -42,9 +42,9 @@ from edged.engines.build import (
     store_plan,
 )
 from edged.engines.gpu import GpuInfo, probe, probe_reason
-from edged.engines.prepare import FRAMES, prepare_graph
 from edged.engines.tensorrt import TrtEngine
 from edged.models.detector import load_detector
+from edged.models.graph_preprocess import FRAMES, prepare_graph
 from edged.models.manifest import load_manifest, sha256_of
 from edged.models.nanodet import NanoDetAdapter
 from edged.models.preprocess import place
@@ -102,7 +102,7 @@ def test_modules_import_without_tensorrt_or_a_gpu() -> None:
     code = (
         "import sys\n"
         "import edged.engines.tensorrt, edged.engines.build, edged.engines.gpu, "
-        "edged.engines.prepare\n"
+        "edged.models.graph_preprocess\n"
         "assert 'tensorrt' not in sys.modules and 'tensorrt_bindings' not in sys.modules\n"
         "assert not any(m == 'cuda' or m.startswith('cuda.') for m in sys.modules)\n"
     )

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.linalg import cho_factor, cho_solve
 
-from edged.detections import Detections
+from edged.core.boxes import iou_matrix
+from edged.core.detections import Detections
 from edged.tracking import ByteTracker, ByteTrackParams, kalman
-from edged.tracking.matching import assign, iou_matrix
+from edged.tracking.matching import assign
 
 
 def dets(

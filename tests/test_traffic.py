@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edged.analytics.camera import CameraAnalytics
 from edged.analytics.speed import Homography, SpeedEstimator, convert
 from edged.analytics.tracked import TrackedFrame
+from edged.camera.analytics import CameraAnalytics
 from edged.config.camera import CameraConfig
 from edged.config.scene_traffic import TrafficConfig
-from edged.detections import Detections
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
 from edged.scenes.traffic import Traffic
 from tests.daemon import run_clip
 from tests.paths import ROOT

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.events import topics
-from edged.events.event import Event
+from edged.core import topics
+from edged.core.event import Event
 
 
 @dataclass(slots=True)

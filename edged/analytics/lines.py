@@ -9,9 +9,9 @@ import shapely
 from shapely.geometry import LineString
 
 from edged.analytics.tracked import TrackedFrame
-from edged.detections import Anchor
-from edged.events import topics
-from edged.events.event import Event
+from edged.core import topics
+from edged.core.detections import Anchor
+from edged.core.event import Event
 
 UNIT = {
     "left_to_right": (1.0, 0.0),

@@ -13,8 +13,8 @@ from typing import Any
 
 from edged.analytics.tracked import TrackedFrame
 from edged.config.events import ObjectUpdatesConfig
-from edged.events import topics
-from edged.events.event import Event
+from edged.core import topics
+from edged.core.event import Event
 
 
 @dataclass(frozen=True, slots=True)

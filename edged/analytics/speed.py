@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edged.analytics.tracked import TrackedFrame
-from edged.detections import Anchor
+from edged.core.detections import Anchor
 
 MPS_TO = {"mps": 1.0, "kmh": 3.6, "mph": 3600.0 / 1609.344}
 

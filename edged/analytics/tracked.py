@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edged.detections import Detections
-from edged.models.segmenter import PersonMask
+from edged.core.detections import Detections
+from edged.core.masks import PersonMask
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from shapely.geometry import Polygon
 
 from edged.analytics.alerts import Alerts
 from edged.analytics.tracked import TrackedFrame
-from edged.detections import Anchor
-from edged.events import topics
-from edged.events.event import Event
-from edged.models.segmenter import PersonMask
+from edged.core import topics
+from edged.core.detections import Anchor
+from edged.core.event import Event
+from edged.core.masks import PersonMask
 
 
 @dataclass(slots=True)

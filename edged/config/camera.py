@@ -14,7 +14,7 @@ from edged.config.geometry import Points, PolygonPoints
 from edged.config.paths import resolve
 from edged.config.scenes import SceneConfig
 from edged.config.snapshots import SnapshotConfig
-from edged.detections import Anchor
+from edged.core.detections import Anchor
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 

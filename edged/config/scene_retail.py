@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import PolygonPoints
 from edged.config.paths import resolve
-from edged.detections import Anchor
+from edged.core.detections import Anchor
 
 Method = Literal["detector", "monitor", "both"]
 

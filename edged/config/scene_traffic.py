@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import Points, PolygonPoints
-from edged.detections import Anchor
+from edged.core.detections import Anchor
 
 NamedDirection = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
 Unit = Literal["kmh", "mph"]

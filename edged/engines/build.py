@@ -52,7 +52,7 @@ from typing import Any
 
 from edged.engines.base import EngineError
 from edged.engines.gpu import GpuInfo, import_tensorrt, probe, probe_reason
-from edged.engines.prepare import PREFIX as PREPARED_PREFIX
+from edged.models.graph_preprocess import PREFIX as PREPARED_PREFIX
 from edged.models.manifest import sha256_of
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,10 @@ from typing import Protocol
 
 import numpy as np
 
-from edged.detections import Detections
+from edged.core.detections import Detections
+from edged.core.placement import Geometry
 from edged.models.manifest import Manifest
-from edged.models.preprocess import Geometry, ImagePreprocessor
+from edged.models.preprocess import ImagePreprocessor
 
 
 class DetectionAdapter(Protocol):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edged.config.model import ModelConfig
-from edged.detections import Detections
+from edged.core.detections import Detections
 from edged.engines.base import Engine, EngineError
 from edged.engines.onnxruntime import OrtEngine, auto_backend
 from edged.models.adapter import DetectionAdapter
@@ -159,7 +159,7 @@ def uses_graph(config: ModelConfig) -> bool:
 
 def prepared_model(config: ModelConfig, manifest: Manifest) -> Path:
     """The model with its preprocessing prepended, made once per model file in the cache."""
-    from edged.engines.prepare import preparation_of, prepare_graph
+    from edged.models.graph_preprocess import preparation_of, prepare_graph
 
     path = config.cache_dir / "prepared" / f"{Path(manifest.file).stem}-{manifest.sha256[:16]}.onnx"
     if not (path.is_file() and preparation_of(path) is not None):
@@ -197,7 +197,7 @@ def open_engine(config: ModelConfig, manifest: Manifest, path: Path | None = Non
 
 
 def load_detector(config: ModelConfig) -> Detector:
-    from edged.engines.prepare import FRAMES
+    from edged.models.graph_preprocess import FRAMES
 
     manifest = load_manifest(Path(config.path))
     if uses_graph(config):

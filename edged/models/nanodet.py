@@ -6,11 +6,11 @@ import numpy as np
 from pydantic import Field
 
 from edged.config.base import StrictModel
-from edged.detections import Detections
+from edged.core.boxes import nms_per_class
+from edged.core.detections import Detections
+from edged.core.placement import Geometry
 from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
-from edged.models.nms import nms_per_class
-from edged.models.preprocess import Geometry
 
 MAX_CANDIDATES = 1000
 MAX_DETECTIONS = 300

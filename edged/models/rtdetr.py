@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from edged.config.base import StrictModel
-from edged.detections import Detections
+from edged.core.detections import Detections
+from edged.core.placement import Geometry
 from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
-from edged.models.preprocess import Geometry
 from edged.models.yolo import MAX_DETECTIONS, check_shape, output, top_candidates, xywh_to_xyxy
 
 

@@ -40,11 +40,11 @@ import cv2
 import numpy as np
 
 from edged.config.base import StrictModel
-from edged.detections import Detections
+from edged.core.boxes import nms_per_class
+from edged.core.detections import Detections
+from edged.core.placement import Geometry
 from edged.models.adapter import AdapterBase
 from edged.models.manifest import Manifest, decode_spec
-from edged.models.nms import nms_per_class
-from edged.models.preprocess import Geometry
 from edged.models.yolo import (
     MAX_DETECTIONS,
     best_class_channels_first,

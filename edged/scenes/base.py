@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from edged.analytics.tracked import TrackedFrame
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core.event import Event
+from edged.core.frame import Frame
 
 
 class SceneModule(Protocol):

@@ -35,10 +35,10 @@ from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.config.scene_retail import RetailShelfConfig, SlotConfig
-from edged.detections import Detections
-from edged.events import topics
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core import topics
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
 from edged.scenes.shelf_monitor import Prepared, SlotMonitor, prepare, union_rect
 
 

@@ -12,9 +12,9 @@ from edged.analytics.tracked import TrackedFrame, class_filter
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.scene_surveillance import DAYS, SurveillanceConfig, TimeWindow
-from edged.events import topics
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core import topics
+from edged.core.event import Event
+from edged.core.frame import Frame
 
 
 def _minutes(hhmm: str) -> int:

@@ -33,9 +33,9 @@ from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.config.scene_traffic import TrafficConfig
-from edged.events import topics
-from edged.events.event import Event
-from edged.frame import Frame
+from edged.core import topics
+from edged.core.event import Event
+from edged.core.frame import Frame
 
 MERGE_FRAMES = 3  # frames two tracks must overlap by merge_iou before they are one vehicle
 

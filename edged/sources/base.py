@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from edged import priority
 from edged.config.camera import SourceConfig
-from edged.frame import Frame
-from edged.latency import Latency, RateMeter
+from edged.core import priority
+from edged.core.frame import Frame
+from edged.core.latency import Latency, RateMeter
 from edged.sources.capture import Capture, SourceError
 from edged.sources.slot import FrameSlot
 

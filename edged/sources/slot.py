@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from edged.frame import Frame
+from edged.core.frame import Frame
 
 
 class FrameSlot:

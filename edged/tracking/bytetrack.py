@@ -7,9 +7,10 @@ from enum import IntEnum
 
 import numpy as np
 
-from edged.detections import Detections
+from edged.core.boxes import iou_matrix
+from edged.core.detections import Detections
 from edged.tracking import kalman
-from edged.tracking.matching import assign, iou_matrix
+from edged.tracking.matching import assign
 
 
 @dataclass(frozen=True)

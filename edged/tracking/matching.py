@@ -1,4 +1,4 @@
-"""IoU similarity and thresholded optimal assignment."""
+"""Thresholded optimal assignment of tracks to detections."""
 
 from __future__ import annotations
 
@@ -8,25 +8,6 @@ from scipy.optimize import linear_sum_assignment
 # Cost of a forbidden pair: large enough that the solver first maximises the number of
 # allowed pairs, small enough to keep float64 sums exact to well below the IoU scale.
 _FORBIDDEN_COST = 1e6
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """N×M IoU between N×4 and M×4 xyxy boxes."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    # in place where possible: at tens of boxes the cost is the number of numpy calls
-    iw = np.minimum(a[:, None, 2], b[None, :, 2])
-    iw -= np.maximum(a[:, None, 0], b[None, :, 0])
-    np.maximum(iw, 0.0, out=iw)
-    ih = np.minimum(a[:, None, 3], b[None, :, 3])
-    ih -= np.maximum(a[:, None, 1], b[None, :, 1])
-    np.maximum(ih, 0.0, out=ih)
-    inter = np.multiply(iw, ih, out=iw)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :]
-    union -= inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from edged.events.mqtt import MqttPublisher
-from edged.events.sink import EventSink
-from edged.latency import STAGES, Latency
+from edged.core.latency import STAGES, Latency
+from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 
 UP_STATES = {"streaming"}

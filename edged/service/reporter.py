@@ -4,7 +4,7 @@
   (then the status names the cameras still waiting), so ``systemctl start`` returns when the
   daemon really works, and never hangs on one dead camera.
 - ``WATCHDOG=1`` every half ``WATCHDOG_USEC``, only while no camera is stalled (see
-  ``edged.progress``): cameras that process frames, or wait legitimately for their source,
+  ``edged.service.progress``): cameras that process frames, or wait legitimately for their source,
   keep the pings going; frames piling up unprocessed stop them.
 - ``RELOADING=1`` … ``READY=1`` around a config reload, ``STOPPING=1`` at shutdown, and a
   ``STATUS=`` line that ``systemctl status edged`` shows.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from edged.progress import CameraProgress, ProgressMonitor
-from edged.systemd import Notifier, watchdog_interval
+from edged.pipeline import CameraProgress
+from edged.service.progress import ProgressMonitor
+from edged.service.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
 

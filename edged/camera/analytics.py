@@ -14,12 +14,12 @@ from edged.analytics.zones import Zone, ZoneRules
 from edged.config.camera import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
-from edged.detections import Detections
-from edged.events.event import Event
-from edged.frame import Frame
-from edged.models.segmenter import PersonMask
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
+from edged.core.masks import PersonMask
 from edged.scenes.base import SceneModule
-from edged.scenes.factory import make_scene
+from edged.scenes.registry import make_scene
 from edged.tracking import ByteTracker, ByteTrackParams
 
 

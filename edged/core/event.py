@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -48,10 +47,3 @@ class Event:
 
     def to_json(self, device: str) -> str:
         return json.dumps(self.envelope(device), separators=(",", ":"), sort_keys=False)
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of every JSON payload, shipped in the package."""
-    text = resources.files("edged.events").joinpath("event-v1.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema

@@ -11,14 +11,8 @@ restarts the daemon.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class CameraProgress:
-    processed: int
-    delivered: int
-    waiting: bool  # a frame sits in the slot or the analytics queue
+from edged.pipeline import CameraProgress
 
 
 class ProgressMonitor:

@@ -13,7 +13,7 @@ from edged.config.loader import place_of
 def model_problems(config: Config) -> list[str]:
     """Problems only visible with the models loaded: files, manifests, labels, geometry;
     each as ``file:line:col: field: message``."""
-    from edged.analytics.camera import CameraAnalytics
+    from edged.camera.analytics import CameraAnalytics
     from edged.models.detector import ADAPTERS
     from edged.models.manifest import ModelError, load_manifest
     from edged.models.segmenter import SEMANTIC_FAMILIES

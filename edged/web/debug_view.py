@@ -11,11 +11,11 @@ import time
 import cv2
 import numpy as np
 
-from edged.analytics.camera import CameraAnalytics
-from edged.debug.annotate import LineView, ZoneView, annotate
-from edged.frame import Frame
+from edged.camera.analytics import CameraAnalytics
+from edged.core.frame import Frame
 from edged.pipeline import Pipeline
-from edged.webserver import Request
+from edged.web.annotate import LineView, ZoneView, annotate
+from edged.web.server import Request
 
 BOUNDARY = "edgedframe"
 

@@ -6,8 +6,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from edged.events.event import Event
-from edged.events.journal import Journal
+from edged.core.event import Event
+from edged.outputs.journal import Journal
 
 Listener = Callable[[list[Event]], None]
 # (topic below <prefix>/<device>/, JPEG, event id) -> whether it was sent

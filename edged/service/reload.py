@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged.config import CameraConfig, Config, ConfigError
-from edged.events import topics
-from edged.events.event import Event
+from edged.core import topics
+from edged.core.event import Event
 from edged.pipeline import Pipeline
 
 log = logging.getLogger(__name__)

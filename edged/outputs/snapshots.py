@@ -21,11 +21,11 @@ import numpy as np
 
 from edged.analytics.tracked import class_filter
 from edged.config.snapshots import SnapshotConfig
-from edged.detections import Detections
-from edged.events import topics
-from edged.events.event import Event
-from edged.frame import Frame
-from edged.models.segmenter import PersonMask
+from edged.core import topics
+from edged.core.detections import Detections
+from edged.core.event import Event
+from edged.core.frame import Frame
+from edged.core.masks import PersonMask
 
 log = logging.getLogger(__name__)
 

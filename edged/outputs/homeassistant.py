@@ -13,7 +13,7 @@ from typing import Any
 from edged import __version__
 from edged.config import Config
 from edged.config.camera import CameraConfig
-from edged.events import topics
+from edged.core import topics
 
 # Alerts each scene preset can raise (topic ``<camera>/alerts/<kind>``).
 PRESET_ALERTS = {

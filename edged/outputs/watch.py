@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 
 from edged.config.events import MqttConfig
-from edged.events.mqtt import new_client
+from edged.outputs.mqtt import new_client
 
 ENVELOPE = ("v", "seq", "id", "ts", "frame_ts", "device", "camera", "kind")
 

@@ -29,8 +29,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.config.events import MqttConfig
-from edged.events.journal import Journal
-from edged.latency import Latency
+from edged.core.latency import Latency
+from edged.outputs.journal import Journal
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(f"{__name__}.paho")

@@ -12,18 +12,18 @@ from types import FrameType
 from typing import TextIO
 
 from edged.config import Config
-from edged.events import topics
-from edged.events.event import Event
-from edged.events.homeassistant import discovery
-from edged.events.journal import Journal
-from edged.events.mqtt import MqttPublisher
-from edged.events.sink import EventSink, Listener
-from edged.latency import stage_summary
-from edged.observe import serve_http
+from edged.core import topics
+from edged.core.event import Event
+from edged.core.latency import stage_summary
+from edged.outputs.homeassistant import discovery
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.sink import EventSink, Listener
 from edged.pipeline import Pipeline
-from edged.reload import reload as reload_config
-from edged.service import ServiceReporter
-from edged.stats import Rates
+from edged.service.reload import reload as reload_config
+from edged.service.reporter import ServiceReporter
+from edged.service.stats import Rates
+from edged.web.observe import serve_http
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def run(
     reload: Callable[[], Config] | None = None,
 ) -> int:
     """Run until every source has ended or SIGINT/SIGTERM; SIGHUP applies ``reload()``'s
-    config (see ``edged.reload``). Returns the exit code."""
+    config (see ``edged.service.reload``). Returns the exit code."""
     stop = threading.Event()
     hup = threading.Event()
     wake = threading.Event()

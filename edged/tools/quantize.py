@@ -727,7 +727,7 @@ def quantize_int8(
     if not frames:
         raise QuantizeError("no calibration frames")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    from edged.engines.calibration import FrameReader
+    from edged.tools.calibration import FrameReader
 
     reference = load_cpu_detector(model_path, threads)
     candidates = list(METHODS) if method == "auto" else [method]

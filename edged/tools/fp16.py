@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edged.engines.quantize import (
+from edged.tools.quantize import (
     QuantizeError,
     Report,
     compare_models,

@@ -10,13 +10,13 @@ import logging
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edged.config import Config
-from edged.debug.view import DebugView
-from edged.events.mqtt import MqttPublisher
-from edged.events.sink import EventSink
-from edged.health import health
-from edged.metrics import PipelineCollector
+from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
-from edged.webserver import Request, Route, WebServer
+from edged.web.debug_view import DebugView
+from edged.web.health import health
+from edged.web.metrics import PipelineCollector
+from edged.web.server import Request, Route, WebServer
 
 log = logging.getLogger(__name__)
 

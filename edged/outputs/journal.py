@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 from edged.config.events import JournalConfig
-from edged.events import topics
-from edged.events.event import Event
+from edged.core import topics
+from edged.core.event import Event
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""One camera's composition: class filter → tracker → analytics → scene preset."""

@@ -1,1 +1,0 @@
-"""The debug view: annotated frames over HTTP, drawn only when someone looks."""

@@ -1,1 +1,0 @@
-"""Events: the wire type, the journal that makes them durable, and their publishers."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the small server, /metrics, /healthz and the debug view."""
