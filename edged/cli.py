@@ -124,7 +124,8 @@ def _engine_build(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from edged.tools.calibration import collect_frames, config_sources
-    from edged.tools.quantize import QuantizeError, quantize_int8
+    from edged.tools.int8 import quantize_int8
+    from edged.tools.model_files import QuantizeError
 
     sources = list(args.sources)
     if args.config:
@@ -157,7 +158,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from edged.tools.calibration import collect_frames
     from edged.tools.fp16 import convert_fp16
-    from edged.tools.quantize import QuantizeError
+    from edged.tools.model_files import QuantizeError
 
     try:
         frames = collect_frames(args.sources, 50) if args.sources else None
