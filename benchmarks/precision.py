@@ -45,7 +45,9 @@ import onnxruntime as ort
 from benchmarks import mot15
 from edged.tools.calibration import collect_frames
 from edged.tools.fp16 import convert_fp16
-from edged.tools.quantize import load_cpu_detector, make_dynamic_batch, quantize_int8
+from edged.tools.graph_edits import make_dynamic_batch
+from edged.tools.int8 import quantize_int8
+from edged.tools.model_files import load_cpu_detector
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "engines" / "nanodet-g-416.onnx"

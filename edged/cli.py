@@ -115,52 +115,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _engine_build(args: argparse.Namespace) -> int:
-    """Build a plan the way ``backend: tensorrt-native`` will look for it."""
-    from edged.config.model import ModelConfig
-    from edged.engines.base import EngineError
-    from edged.engines.build import BuildProgress, ensure_plan
-    from edged.models.detector import check_precision, prepared_model
-    from edged.models.manifest import ModelError, load_manifest
+    from edged.tools.engine_build import build_engine
 
-    config = ModelConfig(
-        path=args.model,
-        backend="tensorrt-native",
-        precision=args.precision,
-        max_batch=args.batch,
-        preprocess="graph" if args.graph_preprocess else "cpu",
-        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    return build_engine(
+        args.model, args.precision, args.batch, args.cache_dir, args.graph_preprocess
     )
-    tty = sys.stderr.isatty()
-
-    def progress(report: BuildProgress) -> None:
-        if tty:
-            print(f"\r\x1b[2K{report}", end="", file=sys.stderr, flush=True)
-        elif report.event != "step":
-            print(report, file=sys.stderr)
-
-    try:
-        manifest = load_manifest(config.path)
-        precision = check_precision(config, manifest, "tensorrt-native")
-        source = prepared_model(config, manifest) if args.graph_preprocess else config.path
-        plan = ensure_plan(
-            source,
-            precision,
-            config.max_batch,
-            config.cache_dir / "plans",
-            config.cache_dir / "plans" / "timing.cache",
-            progress,
-            model_name=config.path.stem,
-        )
-    except (EngineError, ModelError) as exc:
-        print(("\n" if tty else "") + f"error: {exc}", file=sys.stderr)
-        return 1
-    print(("\n" if tty else "") + str(plan))
-    return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     from edged.tools.calibration import collect_frames, config_sources
-    from edged.tools.quantize import QuantizeError, quantize_int8
+    from edged.tools.int8 import quantize_int8
+    from edged.tools.model_files import QuantizeError
 
     sources = list(args.sources)
     if args.config:
@@ -193,7 +158,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from edged.tools.calibration import collect_frames
     from edged.tools.fp16 import convert_fp16
-    from edged.tools.quantize import QuantizeError
+    from edged.tools.model_files import QuantizeError
 
     try:
         frames = collect_frames(args.sources, 50) if args.sources else None

@@ -11,7 +11,7 @@ import onnx
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from edged.models.manifest import sha256_of
+from edged.core.files import sha256_of
 
 # Ultralytics' ONNX exports: letterbox 640, RGB, /255, NCHW
 ULTRALYTICS_INPUT: dict[str, Any] = {

@@ -11,7 +11,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from edged.config import load
-from edged.models.manifest import sha256_of
+from edged.core.files import sha256_of
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from edged.config.model import ModelConfig
+from edged.core.files import sha256_of
 from edged.models.detector import Detector, load_detector
-from edged.models.manifest import ModelError, decode_spec, load_manifest, sha256_of
+from edged.models.manifest import ModelError, decode_spec, load_manifest
 from edged.models.nanodet import NanoDetAdapter, NanoDetDecode
 from edged.models.preprocess import place
 from tests.paths import CLIP, MODEL

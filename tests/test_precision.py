@@ -22,8 +22,10 @@ from onnx import TensorProto, helper
 
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
+from edged.core.files import sha256_of
 from edged.models.detector import Detector, load_detector
-from edged.models.manifest import load_manifest, sha256_of
+from edged.models.manifest import load_manifest
+from edged.tools.agreement import compare_detections
 from edged.tools.calibration import (
     FrameReader,
     collect_frames,
@@ -33,14 +35,10 @@ from edged.tools.calibration import (
     thumbnail,
 )
 from edged.tools.fp16 import convert_fp16
-from edged.tools.quantize import (
-    QuantizeError,
-    Report,
-    compare_detections,
-    fold_pad_into_maxpool,
-    make_dynamic_batch,
-    quantize_int8,
-)
+from edged.tools.graph_edits import fold_pad_into_maxpool, make_dynamic_batch
+from edged.tools.int8 import quantize_int8
+from edged.tools.model_files import QuantizeError, output_path
+from edged.tools.report import Report
 from tests.paths import CLIP, MODEL, ROOT
 from tests.rtsp import RtspServer, gst_rtsp_available
 
@@ -200,6 +198,19 @@ def test_unknown_calibration_method_is_refused(calibration) -> None:
 
 
 # ---------------------------------------------------------------------------- (c) FP16
+
+
+def test_converted_models_go_beside_the_source_as_onnx(tmp_path: Path) -> None:
+    assert output_path(MODEL, None, "int8") == MODEL.with_name("nanodet-g-416-int8.onnx")
+    assert output_path(MODEL, None, "fp16") == MODEL.with_name("nanodet-g-416-fp16.onnx")
+    assert output_path(MODEL, str(tmp_path / "x.onnx"), "fp16") == tmp_path / "x.onnx"
+    for convert in (
+        lambda: quantize_int8(MODEL, tmp_path / "x.plan", [np.zeros((8, 8, 3), np.uint8)]),
+        lambda: convert_fp16(MODEL, tmp_path / "x.plan"),
+    ):
+        with pytest.raises(QuantizeError, match=r"x\.plan: the output must be a \.onnx file"):
+            convert()
+    assert not list(tmp_path.iterdir())
 
 
 def test_fp16_model_agrees_with_fp32(fp16: Report, fp32: Detector, check_frames) -> None:

@@ -9,6 +9,7 @@ reason, where there is no GPU or no TensorRT.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -24,30 +25,24 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edged.config.model import ModelConfig
-from edged.engines import build, gpu
+from edged.core.files import sha256_of
+from edged.engines import gpu, tensorrt
 from edged.engines.base import EngineError
-from edged.engines.build import (
-    BuildProgress,
-    OnnxFacts,
-    PlanKey,
-    ProgressRelay,
-    TrtCapabilities,
-    build_plan,
-    cache_key,
-    choose_strategy,
-    convert_to_fp16,
-    find_plan,
-    inspect_onnx,
-    plan_shapes,
-    store_plan,
-)
+from edged.engines.build_progress import BuildProgress, ProgressRelay
+from edged.engines.build_strategy import TrtCapabilities, choose_strategy
 from edged.engines.gpu import GpuInfo, probe, probe_reason
+from edged.engines.onnx_facts import OnnxFacts, inspect_onnx, plan_shapes
+from edged.engines.plan_build import build_plan, convert_to_fp16, ensure_plan
+from edged.engines.plan_cache import PlanKey, cache_key, find_plan, store_plan
 from edged.engines.tensorrt import TrtEngine
-from edged.models.detector import load_detector
-from edged.models.graph_preprocess import FRAMES, prepare_graph
-from edged.models.manifest import load_manifest, sha256_of
+from edged.models import plans
+from edged.models.detector import load_detector, open_engine, prepared_model
+from edged.models.graph_preprocess import FRAMES, PREFIX, prepare_graph
+from edged.models.manifest import load_manifest
 from edged.models.nanodet import NanoDetAdapter
+from edged.models.plans import plan_for
 from edged.models.preprocess import place
+from edged.tools.engine_build import build_engine
 from tests.paths import MODEL, ROOT
 from tests.test_prepare import read_frames, unmatched
 
@@ -101,8 +96,8 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_modules_import_without_tensorrt_or_a_gpu() -> None:
     code = (
         "import sys\n"
-        "import edged.engines.tensorrt, edged.engines.build, edged.engines.gpu, "
-        "edged.models.graph_preprocess\n"
+        "import edged.engines.tensorrt, edged.engines.plan_build, edged.engines.gpu, "
+        "edged.models.graph_preprocess, edged.models.plans\n"
         "assert 'tensorrt' not in sys.modules and 'tensorrt_bindings' not in sys.modules\n"
         "assert not any(m == 'cuda' or m.startswith('cuda.') for m in sys.modules)\n"
     )
@@ -138,7 +133,7 @@ def test_without_tensorrt_engine_and_build_say_what_to_install(
     with pytest.raises(EngineError, match=message):
         build_plan(MODEL, "fp16", 1, tmp_path, gpu=ORIN)
     with pytest.raises(EngineError, match=message):
-        build.ensure_plan(MODEL, "fp16", 1, tmp_path, gpu=ORIN)
+        ensure_plan(MODEL, "fp16", 1, tmp_path, gpu=ORIN)
     assert gpu.tensorrt_version() is None
 
 
@@ -247,7 +242,7 @@ def test_find_plan_rejects_a_stale_plan_and_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, change: dict[str, Any], why: str
 ) -> None:
     store_plan(tmp_path, "nanodet-g-416", key_of(), b"plan bytes")
-    with caplog.at_level(logging.INFO, logger="edged.engines.build"):
+    with caplog.at_level(logging.INFO, logger="edged.engines.plan_cache"):
         assert find(tmp_path, **change) is None
     assert why in caplog.text
     assert "stale" in caplog.text
@@ -299,6 +294,58 @@ def test_find_plan_with_an_empty_cache(tmp_path: Path) -> None:
     assert find(tmp_path / "nowhere") is None
 
 
+# --------------------------------------------------------------------------- the plan a model uses
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["model", "prepared-graph"])
+def test_the_daemon_and_engine_build_ask_for_the_same_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, graph: bool
+) -> None:
+    """``backend: tensorrt-native`` and ``edged engine build`` both go through ``plan_for``:
+    the same model file, precision, batch, cache folder, timing cache and model name."""
+    asked: list[dict[str, Any]] = []
+
+    def recording_ensure_plan(*args: Any, **kwargs: Any) -> Path:
+        call = inspect.signature(ensure_plan).bind(*args, **kwargs).arguments
+        call.pop("progress", None)  # the CLI prints progress, the daemon does not
+        asked.append(call)
+        return tmp_path / "some.plan"
+
+    monkeypatch.setattr(plans, "ensure_plan", recording_ensure_plan)
+    monkeypatch.setattr(tensorrt, "TrtEngine", lambda plan: plan)
+    config = ModelConfig(
+        path=MODEL,
+        backend="tensorrt-native",
+        precision="fp16",
+        max_batch=2,
+        preprocess="graph" if graph else "cpu",
+        cache_dir=tmp_path,
+    )
+    manifest = load_manifest(MODEL)
+    source = prepared_model(config, manifest) if graph else MODEL
+    assert open_engine(config, manifest, source) == tmp_path / "some.plan"
+    assert build_engine(str(MODEL), "fp16", 2, str(tmp_path), graph) == 0
+    daemon, cli = asked
+    assert daemon == cli
+    assert daemon == {
+        "onnx_path": source,
+        "precision": "fp16",
+        "max_batch": 2,
+        "cache_dir": tmp_path / "plans",
+        "timing_cache_path": tmp_path / "plans" / "timing.cache",
+        "model_name": "nanodet-g-416",
+        "fp32_prefix": PREFIX,
+    }
+
+
+def test_plan_for_refuses_a_precision_the_model_cannot_give(tmp_path: Path) -> None:
+    config = ModelConfig(
+        path=MODEL, backend="tensorrt-native", precision="int8", cache_dir=tmp_path
+    )
+    with pytest.raises(EngineError, match="is fp32; precision int8"):
+        plan_for(config, load_manifest(MODEL), MODEL)
+
+
 # --------------------------------------------------------------------------- the ONNX side
 
 
@@ -342,7 +389,7 @@ def test_fp16_conversion_for_tensorrt_11_keeps_the_detections(tmp_path: Path) ->
     inside, keeps uint8 frames in and FP32 outputs, and finds what the FP32 one finds."""
     spec = load_manifest(MODEL).input
     prepared = prepare_graph(MODEL, spec, tmp_path / "p32.onnx")
-    half = convert_to_fp16(prepared, tmp_path / "p16.onnx")
+    half = convert_to_fp16(prepared, tmp_path / "p16.onnx", PREFIX)
     facts = inspect_onnx(half)
     assert facts.precision == "fp16" and facts.inputs == {FRAMES: (1, "height", "width", 3)}
     model = onnx.load(str(half))
@@ -509,9 +556,9 @@ def test_gpu_fp16_plan_of_the_shipped_model_finds_what_the_cpu_path_finds(
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_cached_plan_is_reused_and_a_stale_one_rebuilt(tmp_path: Path) -> None:
-    first = build.ensure_plan(MODEL, "fp32", 1, tmp_path)
+    first = ensure_plan(MODEL, "fp32", 1, tmp_path)
     stamp = first.stat().st_mtime_ns
-    again = build.ensure_plan(MODEL, "fp32", 1, tmp_path)
+    again = ensure_plan(MODEL, "fp32", 1, tmp_path)
     assert again == first and again.stat().st_mtime_ns == stamp
     sidecar = json.loads(first.with_suffix(".json").read_text())
     assert GPU is not None and sidecar["key_components"]["gpu_name"] == GPU.name

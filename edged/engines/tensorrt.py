@@ -1,4 +1,4 @@
-"""TensorRT's own runtime: a serialized plan from :mod:`edged.engines.build`, run with
+"""TensorRT's own runtime: a serialized plan from :mod:`edged.engines.plan_build`, run with
 cuda-python. Same interface as :class:`edged.engines.onnxruntime.OrtEngine`.
 
 Importing this module needs neither TensorRT nor cuda-python nor a GPU: they are imported

@@ -11,11 +11,12 @@ import numpy as np
 
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
-from edged.engines.base import Engine, EngineError
+from edged.engines.base import Engine
 from edged.engines.onnxruntime import OrtEngine, auto_backend
 from edged.models.adapter import DetectionAdapter
 from edged.models.manifest import Manifest, ModelError, load_manifest
 from edged.models.nanodet import NanoDetAdapter
+from edged.models.precision import check_precision
 from edged.models.preprocess import place
 from edged.models.rtdetr import RtDetrAdapter
 from edged.models.yolo import YoloV5Adapter, YoloV8Adapter
@@ -128,25 +129,6 @@ class Detector:
         ]
 
 
-def check_precision(config: ModelConfig, manifest: Manifest, backend: str) -> str:
-    """The precision to run at; a combination that cannot work is refused with a hint."""
-    model = manifest.precision
-    wanted = config.precision or model
-    if wanted == model:
-        return wanted
-    if backend in ("tensorrt", "tensorrt-native") and model == "fp32" and wanted == "fp16":
-        return wanted  # TensorRT builds FP16 kernels from an FP32 model
-    hint = {
-        "int8": "make an INT8 model with `edged calibrate` and point path at it",
-        "fp16": "make an FP16 model with `edged convert --fp16` and point path at it",
-        "fp32": "point path at the FP32 model",
-    }[wanted]
-    raise EngineError(
-        f"{config.path.name} is {model}; precision {wanted} on backend {backend} needs "
-        f"a {wanted} model: {hint}"
-    )
-
-
 def resolved_backend(config: ModelConfig) -> str:
     return auto_backend() if config.backend == "auto" else config.backend
 
@@ -172,26 +154,17 @@ def prepared_model(config: ModelConfig, manifest: Manifest) -> Path:
 def open_engine(config: ModelConfig, manifest: Manifest, path: Path | None = None) -> Engine:
     """The engine for ``path`` (default: the configured model file)."""
     backend = resolved_backend(config)
-    precision = check_precision(config, manifest, backend)
     path = path or Path(config.path)
     if backend == "tensorrt-native":
-        from edged.engines.build import ensure_plan
         from edged.engines.tensorrt import TrtEngine
+        from edged.models.plans import plan_for
 
-        plan = ensure_plan(
-            path,
-            precision,
-            config.max_batch,
-            config.cache_dir / "plans",
-            config.cache_dir / "plans" / "timing.cache",
-            model_name=Path(manifest.file).stem,
-        )
-        return TrtEngine(plan)
+        return TrtEngine(plan_for(config, manifest, path))
     return OrtEngine(
         path,
         backend=config.backend,
         threads=config.threads,
-        precision=precision,
+        precision=check_precision(config, manifest, backend),
         cache_dir=config.cache_dir,
     )
 

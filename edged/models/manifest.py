@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -10,6 +9,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from edged.config.base import StrictModel
+from edged.core.files import sha256_of
 
 T = TypeVar("T", bound=StrictModel)
 
@@ -49,14 +49,6 @@ class Manifest(StrictModel):
     input: InputSpec
     decode: dict[str, Any] = Field(default_factory=dict)
     labels: list[str] = Field(min_length=1)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_manifest(model_path: Path, verify: bool = True) -> Manifest:

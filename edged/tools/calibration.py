@@ -105,7 +105,9 @@ def sample_file(path: str, count: int, *, seek: bool | None = None) -> list[np.n
         raise CalibrationError(f"{path}: cannot read the video: {exc}") from exc
 
 
-def _sample_sequential(container, stream, n: int, count: int) -> list[np.ndarray]:
+def _sample_sequential(
+    container: av.container.InputContainer, stream: av.VideoStream, n: int, count: int
+) -> list[np.ndarray]:
     wanted = sorted({min(int(t), n - 1) for t in _even_targets(min(count, n), float(n))})
     out: list[np.ndarray] = []
     nxt = 0
@@ -118,7 +120,9 @@ def _sample_sequential(container, stream, n: int, count: int) -> list[np.ndarray
     return out
 
 
-def _sample_seeking(container, stream, count: int, path: str) -> list[np.ndarray]:
+def _sample_seeking(
+    container: av.container.InputContainer, stream: av.VideoStream, count: int, path: str
+) -> list[np.ndarray]:
     tb = float(stream.time_base) if stream.time_base else 1e-6
     if stream.duration:
         duration = stream.duration * tb

@@ -22,16 +22,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edged.tools.quantize import (
-    QuantizeError,
-    Report,
-    compare_models,
-    default_output,
-    detect_all,
-    fold_pad_into_maxpool,
-    load_cpu_detector,
-    write_manifest,
-)
+from edged.tools.agreement import compare_models, detect_all
+from edged.tools.graph_edits import fold_pad_into_maxpool
+from edged.tools.model_files import QuantizeError, load_cpu_detector, output_path, write_manifest
+from edged.tools.report import Report
 
 
 def convert_fp16(
@@ -58,9 +52,7 @@ def convert_fp16(
 
     start = time.perf_counter()
     model_path = Path(model_path)
-    out_path = Path(out_path) if out_path else default_output(model_path, "fp16")
-    if out_path.suffix != ".onnx":
-        raise QuantizeError(f"{out_path}: the output must be a .onnx file")
+    out_path = output_path(model_path, out_path, "fp16")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(model_path))
     folded = fold_pad_into_maxpool(model)
