@@ -147,7 +147,7 @@ def detect_sequences(
             continue
         if detector is None:
             from edged.config.model import ModelConfig
-            from edged.models.detector import load_detector
+            from edged.models.detector import DetectRequest, load_detector
 
             detector = load_detector(ModelConfig(path=model, backend="cpu", threads=threads))
             person = detector.labels.index("person")
@@ -155,7 +155,7 @@ def detect_sequences(
         t0 = time.perf_counter()
         frames = []
         for image in seq.frames():
-            d = detector.detect([image], [DETECT_MIN_SCORE], [DETECT_NMS])[0]
+            d = detector.detect([DetectRequest(image, DETECT_MIN_SCORE, DETECT_NMS)])[0].detections
             d = d[d.class_id == person]
             frames.append(
                 Detections(

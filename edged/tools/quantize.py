@@ -480,7 +480,9 @@ def compare_detections(
 
 def detect_all(detector: Any, frames: Sequence[np.ndarray], min_score: float = 0.3) -> list:
     """``Detections`` of every frame (NMS 0.5), one frame per call."""
-    return [detector.detect([f], [min_score], [0.5])[0] for f in frames]
+    from edged.models.detector import DetectRequest
+
+    return [detector.detect([DetectRequest(f, min_score, 0.5)])[0].detections for f in frames]
 
 
 def compare_models(
