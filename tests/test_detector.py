@@ -64,14 +64,15 @@ def test_boxes_are_in_source_pixels(detector: Detector, first_frame: np.ndarray)
 
 
 def test_batch_with_per_image_thresholds(detector: Detector, first_frame: np.ndarray) -> None:
-    loose, strict = (
-        d.detections
-        for d in detector.detect(
-            [DetectRequest(first_frame, 0.3, 0.5), DetectRequest(first_frame, 0.7, 0.5)]
-        )
+    detected = detector.detect(
+        [DetectRequest(first_frame, 0.3, 0.5), DetectRequest(first_frame, 0.7, 0.5)]
     )
+    loose, strict = (d.detections for d in detected)
     assert len(strict) < len(loose)
     assert strict.score.min() >= 0.7
+    # each image comes with its own stage times
+    for d in detected:
+        assert d.times.preprocess > 0 and d.times.inference > 0 and d.times.postprocess > 0
 
 
 def test_preprocess_matches_the_plain_formula(detector: Detector, first_frame: np.ndarray) -> None:
