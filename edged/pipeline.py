@@ -91,8 +91,9 @@ class CameraRuntime:
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
         self.processed = 0
         self.process_rate = RateMeter()
-        # seconds per frame in each stage; the source measures its own decoding
-        self.stages = {s: Latency() for s in STAGES} | {"decode": self.source.decode_latency}
+        # seconds per frame in each stage this camera runs; the source measures its decoding
+        stages = [s for s in STAGES if s != "segment" or segmenter is not None]
+        self.stages = {s: Latency() for s in stages} | {"decode": self.source.decode_latency}
         self.failed: BaseException | None = None
         self._reconfigure: CameraConfig | None = None
         self._lock = threading.Lock()
@@ -154,8 +155,12 @@ class CameraRuntime:
                     changed, self._reconfigure = self._reconfigure, None
                 if changed is not None:
                     self.sink.emit(self.analytics.reconfigure(changed))
-                # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
-                people = None if self.segmenter is None else self.segmenter.segment(frame.image)
+                people = None
+                if self.segmenter is not None:
+                    # here, beside the detector's next batch (ORT drops the GIL)
+                    t0 = time.perf_counter()
+                    people = self.segmenter.segment(frame.image)
+                    self.stages["segment"].observe(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 events = self.analytics.process(frame, detections, people)
                 if self.snapshots is not None:
