@@ -11,32 +11,23 @@ from dataclasses import dataclass
 
 from edged.camera.analytics import CameraAnalytics
 from edged.config import CameraConfig, Config
-from edged.core import topics
 from edged.core.detections import Detections
-from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.latency import STAGES, Latency, RateMeter
 from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
 from edged.outputs.sink import EventSink
 from edged.outputs.snapshots import Snapshotter
-from edged.sources.base import Source, SourceState, StateChange
+from edged.sources.base import Source, StateChange
 from edged.sources.factory import is_live, make_source
-from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
+from edged.sources.status import status_event
 
 log = logging.getLogger(__name__)
 
 # how many detected frames may wait for a camera's analytics; it is far faster than inference,
 # so this only absorbs jitter
 ANALYTICS_QUEUE = 4
-
-STATUS = {
-    SourceState.STREAMING: "online",
-    SourceState.RECONNECTING: "reconnecting",
-    SourceState.ENDED: "offline",
-    SourceState.STOPPED: "offline",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +106,8 @@ class CameraRuntime:
 
     def _on_state(self, change: StateChange) -> None:
         self.state_since, self.state_reason = time.monotonic(), change.reason
-        status = STATUS.get(change.state)
-        if status is None:
+        event = status_event(self.name, change, self.config.source.uri)
+        if event is None:
             return
         log.info(
             "%s: %s%s",
@@ -124,24 +115,7 @@ class CameraRuntime:
             change.state.value,
             f" ({change.reason})" if change.reason else "",
         )
-        self.sink.emit(
-            [
-                Event(
-                    kind="camera_status",
-                    camera=self.name,
-                    topic=topics.camera_status(self.name),
-                    payload={
-                        "status": status,
-                        "state": change.state.value,
-                        "reason": change.reason,
-                        "attempt": change.attempt,
-                        "retry_in_s": change.retry_in_s,
-                        "source": redact(self.config.source.uri),
-                    },
-                    retain=True,
-                )
-            ]
-        )
+        self.sink.emit([event])
 
     def _run(self) -> None:
         try:
