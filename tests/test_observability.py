@@ -23,6 +23,7 @@ from edged.analytics.tracked import TrackedFrame
 from edged.config import load
 from edged.config.events import DebugViewConfig, MetricsConfig, MqttConfig
 from edged.core.detections import Detections
+from edged.core.draw import PALETTE
 from edged.core.latency import STAGES, Latency, RateMeter
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
@@ -30,7 +31,7 @@ from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.service.daemon import stats_event
 from edged.service.stats import Rates
-from edged.web.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
+from edged.web.annotate import LINE, ZONE, LineView, ZoneView, annotate
 from edged.web.metrics import PipelineCollector
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port

@@ -21,7 +21,7 @@ import numpy as np
 
 from edged.analytics.tracked import class_filter
 from edged.config.snapshots import SnapshotConfig
-from edged.core import topics
+from edged.core import draw, topics
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
@@ -163,13 +163,14 @@ class Snapshotter:
             x1, y1, x2, y2 = crop_box(box, self.config.crop_margin, image.shape[1], image.shape[0])
             return encode(image[y1:y2, x1:x2], self.config.quality, self.config.max_width)
         canvas = image.copy()
-        line = max(1, round(max(image.shape[:2]) / 400))
+        thick = max(1, round(max(image.shape[:2]) / 400))
         for b in detections.xyxy:
-            cv2.rectangle(canvas, _pt(b[:2]), _pt(b[2:]), OTHER, line)
+            draw.box(canvas, b, OTHER, thick, smooth=False)
         if box is not None:
-            cv2.rectangle(canvas, _pt(box[:2]), _pt(box[2:]), SUBJECT, 2 * line)
+            draw.box(canvas, box, SUBJECT, 2 * thick, smooth=False)
             text = f"{p['after']['label']} #{p['after']['track_id']}"
-            cv2.putText(canvas, text, _pt((box[0], max(12, box[1] - 4))), 0, 0.5, SUBJECT, 1)
+            at = (box[0], max(12, box[1] - 4))
+            draw.text(canvas, text, at, SUBJECT, 0.5, 1, smooth=False)
         return encode(canvas, self.config.quality, self.config.max_width)
 
     def _one(self, image: np.ndarray, detections: Detections, event: Event) -> Event:
@@ -205,10 +206,6 @@ class Snapshotter:
             doomed += [f for f in files[len(doomed) :] if _mtime(f) < cutoff]
         for f in doomed:
             f.unlink(missing_ok=True)
-
-
-def _pt(xy: Any) -> tuple[int, int]:
-    return round(float(xy[0])), round(float(xy[1]))
 
 
 def _mtime(path: Path) -> float:
