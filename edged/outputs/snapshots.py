@@ -19,10 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edged.analytics.tracked import class_filter
 from edged.config.snapshots import SnapshotConfig
 from edged.core import draw, topics
-from edged.core.detections import Detections
+from edged.core.detections import Detections, class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.masks import PersonMask
@@ -106,7 +105,7 @@ class Snapshotter:
         self.labels = labels
         self.publish = publish if config.publish else None
         self.mask_threshold = mask_threshold
-        private = class_filter(labels, config.privacy.classes)
+        private = class_ids(labels, config.privacy.classes)
         assert private is not None
         self.private = private
         self.dir = None if config.dir is None else config.dir / camera
@@ -149,7 +148,7 @@ class Snapshotter:
     ) -> np.ndarray:
         blur = self.config.privacy.blur
         if blur == "boxes":
-            return blur_regions(image, detections.xyxy[np.isin(detections.class_id, self.private)])
+            return blur_regions(image, detections.of_classes(self.private).xyxy)
         if blur == "mask":
             if people is None:
                 raise ValueError(f"{self.camera}: privacy blur 'mask' without a person mask")
