@@ -34,8 +34,10 @@ import av
 import numpy as np
 
 from benchmarks import mot15
+from edged.config.camera import TrackerConfig
 from edged.core.detections import Detections
-from edged.tracking import ByteTracker, ByteTrackParams
+from edged.tracking import ByteTracker
+from edged.tracking.bytetrack import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "mot15"
@@ -194,9 +196,9 @@ class TrackedSequence:
 
 
 def run_edged(
-    frames: Sequence[Detections], fps: float, params: ByteTrackParams | None = None
+    frames: Sequence[Detections], fps: float, config: TrackerConfig = DEFAULTS
 ) -> TrackedSequence:
-    tracker = ByteTracker(params or ByteTrackParams())
+    tracker = ByteTracker(config)
     out = TrackedSequence([], [], [], [])
     for i, d in enumerate(frames):
         o = tracker.update(d, i / fps)

@@ -308,9 +308,10 @@ def test_crossing_is_reported_with_the_frame_it_happened_on() -> None:
 def test_unconfirmed_detections_never_count() -> None:
     """Through the real tracker: a box seen for a single frame on each side is never a track,
     so it can't cross; a steady one is counted once, after it was confirmed."""
-    from edged.tracking import ByteTracker, ByteTrackParams
+    from edged.config.camera import TrackerConfig
+    from edged.tracking import ByteTracker
 
-    tracker = ByteTracker(ByteTrackParams(min_hits=3))
+    tracker = ByteTracker(TrackerConfig(min_hits=3))
     line = banded(cancel_s=0.0)
     crossings = []
     for k in range(30):

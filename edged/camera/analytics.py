@@ -11,7 +11,7 @@ from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone, ZoneRules
-from edged.config.camera import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
+from edged.config.camera import CameraConfig, LineConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.core.detections import Detections, class_ids
@@ -20,20 +20,7 @@ from edged.core.frame import Frame
 from edged.core.masks import PersonMask
 from edged.scenes.base import SceneModule
 from edged.scenes.registry import make_scene
-from edged.tracking import ByteTracker, ByteTrackParams
-
-
-def tracker_params(t: TrackerConfig) -> ByteTrackParams:
-    """The tracker settings a camera's ``tracker:`` section gives."""
-    return ByteTrackParams(
-        high_thresh=t.high_thresh,
-        low_thresh=t.low_thresh,
-        new_track_thresh=t.new_track_thresh,
-        match_iou=t.match_iou,
-        min_hits=t.min_hits,
-        lost_track_buffer_s=t.lost_track_buffer_s,
-        class_aware=t.class_aware,
-    )
+from edged.tracking import ByteTracker
 
 
 class CameraAnalytics:
@@ -49,7 +36,7 @@ class CameraAnalytics:
         self._start_tracking()
 
     def _start_tracking(self) -> None:
-        self.tracker = ByteTracker(tracker_params(self.config.tracker))
+        self.tracker = ByteTracker(self.config.tracker)
         self.lifecycle = ObjectLifecycle(self.camera, self.config.updates)
         self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
