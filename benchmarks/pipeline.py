@@ -103,7 +103,7 @@ def make_config(tmp: Path, threads: int, cameras: dict[str, Any], **extra: Any) 
 @contextlib.contextmanager
 def running(config: Config, publisher: bool = False) -> Iterator[tuple[Pipeline, Any]]:
     """The daemon's pipeline (and publisher) started; stopped and closed on exit."""
-    journal = Journal(config.journal.path)
+    journal = Journal(config.journal)
     sink = EventSink(journal)
     pub = None
     if publisher:

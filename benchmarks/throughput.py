@@ -61,7 +61,7 @@ def pipeline_fps(threads: int) -> tuple[float, int]:
             ],
         )
         config = config.model_copy(update={"mqtt": None})
-        journal = Journal(config.journal.path)
+        journal = Journal(config.journal)
         sink = EventSink(journal)
         pipeline = Pipeline(config, sink)
         start = time.perf_counter()

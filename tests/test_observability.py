@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edged.analytics.tracked import TrackedFrame
 from edged.config import load
-from edged.config.events import DebugViewConfig, MetricsConfig, MqttConfig
+from edged.config.events import DebugViewConfig, JournalConfig, MetricsConfig, MqttConfig
 from edged.core.detections import Detections
 from edged.core.draw import PALETTE
 from edged.core.latency import STAGES, Latency, RateMeter
@@ -348,7 +348,7 @@ def test_rate_meter_counts_the_last_window() -> None:
 
 def test_publisher_socket_sends_small_messages_at_once(tmp_path: Path, mqtt_broker: Broker) -> None:
     """TCP_NODELAY: a QoS 1 burst must not wait behind the broker's delayed ACKs."""
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
     publisher = MqttPublisher(
         MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port), "t", journal
     )
@@ -387,7 +387,7 @@ def test_a_segmenting_camera_times_its_segmenter(tmp_path: Path) -> None:
             }
         )
     )
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
     sink = EventSink(journal)
     pipeline = Pipeline(load(config_path), sink)
     pipeline.start()

@@ -124,7 +124,7 @@ def run(
     if install_signals:
         _on_signals(stop, hup, wake)
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
-    journal = Journal.open(config.journal)
+    journal = Journal(config.journal)
     listeners = [json_printer(config.device_id, stdout)] if print_events else []
     sink = EventSink(journal, listeners)
     publisher = None
