@@ -111,7 +111,6 @@ class Snapshotter:
         self.dir = None if config.dir is None else config.dir / camera
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
-        self.taken = 0
         self.failed = 0
 
     def wants(self, event: Event) -> bool:
@@ -193,7 +192,6 @@ class Snapshotter:
             tmp.replace(path)  # readers never see half a file
             info["path"] = str(path)
             self._retain()
-        self.taken += 1
         return replace(event, payload={**event.payload, "snapshot": info})
 
     def _retain(self) -> None:

@@ -33,7 +33,6 @@ PIPELINE_STOP_S = 1.5
 DRAIN_S = 2.5
 # a camera restarted by a reload starts again once the old one has stopped, or after this
 RESTART_STOP_S = 3.0
-STATUS_EVERY_S = 1.0
 LOG_STATUS_EVERY_S = 10.0
 
 
