@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from edged.models.yolo_seg import YoloV8SegAdapter
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = {
+ADAPTERS: dict[str, Callable[[Manifest], DetectionAdapter]] = {
     "nanodet": NanoDetAdapter,
     "yolov5": YoloV5Adapter,
     "yolov8": YoloV8Adapter,
