@@ -9,8 +9,8 @@ tracker sees the same boxes. For each feed threshold t in ``--feeds`` (default: 
 MEASURED.md fed the peer, and the daemon's ``detect.min_score`` default, 0.35, what edged's
 tracker gets in the daemon) both trackers get the boxes with score ≥ t:
 
-- ``edged``: ``ByteTrackParams`` built from ``TrackerConfig``'s defaults as the daemon builds
-  them, ``ts`` = the frame's time in the sequence (frame / fps).
+- ``edged``: ``ByteTracker`` on ``TrackerConfig``'s defaults, as the daemon runs it,
+  ``ts`` = the frame's time in the sequence (frame / fps).
 - ``trackers``: ``ByteTrackTracker`` with the library's defaults and ``frame_rate`` = the
   sequence's fps (its lost buffer is 30 frames at 30 fps, i.e. 1 s).
 - ``trackers~edged``: the same with edged's settings where the two have one: lost buffer
@@ -35,9 +35,8 @@ from typing import Any
 
 from benchmarks import mot15
 from benchmarks import tracking as T
-from edged.camera.analytics import tracker_params
 from edged.config.camera import DetectConfig, TrackerConfig
-from edged.tracking import ByteTrackParams
+from edged.tracking import Association
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
 REFERENCE = {  # MEASURED.md: the peer, library defaults, fed every detection ≥ 0.05, combined
@@ -45,12 +44,12 @@ REFERENCE = {  # MEASURED.md: the peer, library defaults, fed every detection �
 }
 
 
-def daemon_params() -> ByteTrackParams:
+def daemon_params() -> TrackerConfig:
     """What ``CameraAnalytics`` gives the tracker with a default ``tracker:`` section."""
-    return tracker_params(TrackerConfig())
+    return TrackerConfig()
 
 
-def peer_like(params: ByteTrackParams) -> dict[str, Any]:
+def peer_like(params: TrackerConfig) -> dict[str, Any]:
     """The peer's arguments that mean what edged's settings mean."""
     return {
         "lost_track_buffer": round(params.lost_track_buffer_s * 30),
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tracker": kind,
                 "feed_min_score": feed,
                 "settings": (
-                    asdict(params)
+                    {**params.model_dump(), **asdict(Association())}
                     if kind == "edged"
                     else peer_like(params)
                     if "~" in kind

@@ -31,9 +31,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.config.events import MqttConfig
+from edged.config.events import JournalConfig, MqttConfig
 from edged.core.event import Event
-from edged.outputs.journal import Bounds, Journal
+from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 
 BATCH = 10
@@ -107,11 +107,16 @@ class Counter:
         self.client.loop_stop()
 
 
+def unbounded(path: Path, max_backlog: int = 100_000) -> JournalConfig:
+    """No age bound: the journal these numbers have always measured."""
+    return JournalConfig(path=path, max_backlog=max_backlog, max_age_s=None)
+
+
 class TimedJournal(Journal):
     """Records when each seq was appended and when it was pruned."""
 
-    def __init__(self, path: Path, bounds: Bounds) -> None:
-        super().__init__(path, bounds)
+    def __init__(self, config: JournalConfig) -> None:
+        super().__init__(config)
         self.appended_at: dict[int, float] = {}
         self.pruned_at: dict[int, float] = {}
 
@@ -155,7 +160,7 @@ def publisher(
 def throughput(work: Path, n: int, qos: int, inflight: int) -> dict[str, Any]:
     broker = Mosquitto(work, inflight)
     broker.start()
-    journal = Journal(work / f"tp-{qos}-{inflight}.db", Bounds(max_backlog=10 * n))
+    journal = Journal(unbounded(work / f"tp-{qos}-{inflight}.db", 10 * n))
     pub = publisher(broker.port, journal, qos, inflight)
     sub = Counter(broker.port, "edged/bench/cam/#")
     try:
@@ -188,7 +193,7 @@ def throughput(work: Path, n: int, qos: int, inflight: int) -> dict[str, Any]:
 def latency(work: Path, seconds: float, rate: float, inflight: int) -> dict[str, Any]:
     broker = Mosquitto(work, inflight)
     broker.start()
-    journal = TimedJournal(work / "lat.db", Bounds())
+    journal = TimedJournal(unbounded(work / "lat.db"))
     pub = publisher(broker.port, journal, 1, inflight)
     try:
         pub.start()
@@ -218,7 +223,7 @@ def latency(work: Path, seconds: float, rate: float, inflight: int) -> dict[str,
 
 def replay(work: Path, n: int, inflight: int) -> dict[str, Any]:
     broker = Mosquitto(work, inflight)
-    journal = Journal(work / f"replay-{inflight}.db", Bounds(max_backlog=10 * n))
+    journal = Journal(unbounded(work / f"replay-{inflight}.db", 10 * n))
     pub = publisher(broker.port, journal, 1, inflight)
     try:
         batch = events(n)

@@ -59,7 +59,7 @@ import psutil
 
 from edged.config import Config
 from edged.config.model import ModelConfig
-from edged.models.detector import Detector, load_detector
+from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.sink import EventSink
@@ -103,7 +103,7 @@ def make_config(tmp: Path, threads: int, cameras: dict[str, Any], **extra: Any) 
 @contextlib.contextmanager
 def running(config: Config, publisher: bool = False) -> Iterator[tuple[Pipeline, Any]]:
     """The daemon's pipeline (and publisher) started; stopped and closed on exit."""
-    journal = Journal(config.journal.path)
+    journal = Journal(config.journal)
     sink = EventSink(journal)
     pub = None
     if publisher:
@@ -149,12 +149,12 @@ def decode_all(clip: Path) -> tuple[list[np.ndarray], float]:
 
 def detector_alone(det: Detector, frames: list[np.ndarray], seconds: float) -> dict[str, float]:
     for image in frames[:WARMUP]:
-        det.detect([image], [MIN_SCORE], [0.5])
+        det.detect([DetectRequest(image, MIN_SCORE, 0.5)])
     times = []
     n, start, cpu = 0, time.perf_counter(), cpu_seconds()
     while time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
-        det.detect([frames[n % len(frames)]], [MIN_SCORE], [0.5])
+        det.detect([DetectRequest(frames[n % len(frames)], MIN_SCORE, 0.5)])
         times.append(time.perf_counter() - t0)
         n += 1
     return {
@@ -214,7 +214,7 @@ def peer_fps(det: Detector, clip: Path, seconds: float, out: Path) -> dict[str, 
                 cap.release()
                 cap = cv2.VideoCapture(str(clip))
                 continue
-            (found,) = det.detect([image], [MIN_SCORE], [0.5])
+            found = det.detect([DetectRequest(image, MIN_SCORE, 0.5)])[0].detections
             keep = found.class_id == person
             detections = sv.Detections(
                 xyxy=found.xyxy[keep],

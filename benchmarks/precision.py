@@ -43,6 +43,7 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks import mot15
+from edged.models.detector import DetectRequest
 from edged.tools.calibration import collect_frames
 from edged.tools.fp16 import convert_fp16
 from edged.tools.graph_edits import make_dynamic_batch
@@ -164,7 +165,7 @@ def person_detections(
     for seq in sequences:
         frames = []
         for image in seq.frames():
-            d = det.detect([image], [0.05], [0.5])[0]
+            d = det.detect([DetectRequest(image, 0.05, 0.5)])[0].detections
             keep = d.class_id == person
             frames.append(mot15.FrameDetections(d.xyxy[keep], d.score[keep]))
         result[seq.name] = frames

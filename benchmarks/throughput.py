@@ -21,7 +21,7 @@ import cv2
 
 from edged.config import load
 from edged.config.model import ModelConfig
-from edged.models.detector import load_detector
+from edged.models.detector import DetectRequest, load_detector
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
@@ -43,10 +43,10 @@ def read_frames() -> list:
 
 def detector_fps(threads: int, frames: list) -> float:
     det = load_detector(ModelConfig(path=ROOT / "engines" / "nanodet-g-416.onnx", threads=threads))
-    det.detect(frames[:5], [0.35] * 5, [0.5] * 5)  # warm-up
+    det.detect([DetectRequest(f, 0.35, 0.5) for f in frames[:5]])  # warm-up
     start = time.perf_counter()
     for image in frames:
-        det.detect([image], [0.35], [0.5])
+        det.detect([DetectRequest(image, 0.35, 0.5)])
     return len(frames) / (time.perf_counter() - start)
 
 
@@ -61,7 +61,7 @@ def pipeline_fps(threads: int) -> tuple[float, int]:
             ],
         )
         config = config.model_copy(update={"mqtt": None})
-        journal = Journal(config.journal.path)
+        journal = Journal(config.journal)
         sink = EventSink(journal)
         pipeline = Pipeline(config, sink)
         start = time.perf_counter()

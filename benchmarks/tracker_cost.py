@@ -37,7 +37,7 @@ import numpy as np
 
 from benchmarks import tracking as T
 from edged.core.detections import Detections
-from edged.tracking import ByteTracker, ByteTrackParams
+from edged.tracking import ByteTracker
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30.0
 WARMUP = 30
@@ -86,7 +86,7 @@ def scene(n: int, frames: int, seed: int = 0) -> list[Detections]:
 
 
 def time_edged(frames: list[Detections]) -> tuple[list[int], int]:
-    tracker = ByteTracker(ByteTrackParams())
+    tracker = ByteTracker()
     times = []
     confirmed = 0
     for i, d in enumerate(frames):
@@ -114,7 +114,7 @@ def p90(values: list[int]) -> float:
 
 
 def profile_edged(frames: list[Detections], top: int = 18) -> str:
-    tracker = ByteTracker(ByteTrackParams())
+    tracker = ByteTracker()
     prof = cProfile.Profile()
     prof.enable()
     for i, d in enumerate(frames):

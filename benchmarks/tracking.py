@@ -34,8 +34,10 @@ import av
 import numpy as np
 
 from benchmarks import mot15
+from edged.config.camera import TrackerConfig
 from edged.core.detections import Detections
-from edged.tracking import ByteTracker, ByteTrackParams
+from edged.tracking import ByteTracker
+from edged.tracking.bytetrack import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "mot15"
@@ -147,7 +149,7 @@ def detect_sequences(
             continue
         if detector is None:
             from edged.config.model import ModelConfig
-            from edged.models.detector import load_detector
+            from edged.models.detector import DetectRequest, load_detector
 
             detector = load_detector(ModelConfig(path=model, backend="cpu", threads=threads))
             person = detector.labels.index("person")
@@ -155,7 +157,7 @@ def detect_sequences(
         t0 = time.perf_counter()
         frames = []
         for image in seq.frames():
-            d = detector.detect([image], [DETECT_MIN_SCORE], [DETECT_NMS])[0]
+            d = detector.detect([DetectRequest(image, DETECT_MIN_SCORE, DETECT_NMS)])[0].detections
             d = d[d.class_id == person]
             frames.append(
                 Detections(
@@ -194,9 +196,9 @@ class TrackedSequence:
 
 
 def run_edged(
-    frames: Sequence[Detections], fps: float, params: ByteTrackParams | None = None
+    frames: Sequence[Detections], fps: float, config: TrackerConfig = DEFAULTS
 ) -> TrackedSequence:
-    tracker = ByteTracker(params or ByteTrackParams())
+    tracker = ByteTracker(config)
     out = TrackedSequence([], [], [], [])
     for i, d in enumerate(frames):
         o = tracker.update(d, i / fps)

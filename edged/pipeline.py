@@ -11,32 +11,23 @@ from dataclasses import dataclass
 
 from edged.camera.analytics import CameraAnalytics
 from edged.config import CameraConfig, Config
-from edged.core import topics
 from edged.core.detections import Detections
-from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.latency import STAGES, Latency, RateMeter
-from edged.models.detector import Detector, load_detector
+from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.segmenter import Segmenter, load_segmenter
 from edged.outputs.sink import EventSink
 from edged.outputs.snapshots import Snapshotter
-from edged.sources.base import Source, SourceState, StateChange
+from edged.sources.base import Source, StateChange
 from edged.sources.factory import is_live, make_source
-from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
+from edged.sources.status import status_event
 
 log = logging.getLogger(__name__)
 
 # how many detected frames may wait for a camera's analytics; it is far faster than inference,
 # so this only absorbs jitter
 ANALYTICS_QUEUE = 4
-
-STATUS = {
-    SourceState.STREAMING: "online",
-    SourceState.RECONNECTING: "reconnecting",
-    SourceState.ENDED: "offline",
-    SourceState.STOPPED: "offline",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +82,9 @@ class CameraRuntime:
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
         self.processed = 0
         self.process_rate = RateMeter()
-        # seconds per frame in each stage; the source measures its own decoding
-        self.stages = {s: Latency() for s in STAGES} | {"decode": self.source.decode_latency}
+        # seconds per frame in each stage this camera runs; the source measures its decoding
+        stages = [s for s in STAGES if s != "segment" or segmenter is not None]
+        self.stages = {s: Latency() for s in stages} | {"decode": self.source.decode_latency}
         self.failed: BaseException | None = None
         self._reconfigure: CameraConfig | None = None
         self._lock = threading.Lock()
@@ -102,10 +94,20 @@ class CameraRuntime:
         self._thread.start()
         self.source.start()
 
+    def take(self) -> tuple[Frame, DetectRequest] | None:
+        """The frame waiting in the slot, if any, with the thresholds it is to be detected
+        with: those of the config running when it was taken (a reload's apply from the next
+        frame taken)."""
+        frame = self.slot.take()
+        if frame is None:
+            return None
+        detect = self.config.detect
+        return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou)
+
     def _on_state(self, change: StateChange) -> None:
         self.state_since, self.state_reason = time.monotonic(), change.reason
-        status = STATUS.get(change.state)
-        if status is None:
+        event = status_event(self.name, change, self.config.source.uri)
+        if event is None:
             return
         log.info(
             "%s: %s%s",
@@ -113,24 +115,7 @@ class CameraRuntime:
             change.state.value,
             f" ({change.reason})" if change.reason else "",
         )
-        self.sink.emit(
-            [
-                Event(
-                    kind="camera_status",
-                    camera=self.name,
-                    topic=topics.camera_status(self.name),
-                    payload={
-                        "status": status,
-                        "state": change.state.value,
-                        "reason": change.reason,
-                        "attempt": change.attempt,
-                        "retry_in_s": change.retry_in_s,
-                        "source": redact(self.config.source.uri),
-                    },
-                    retain=True,
-                )
-            ]
-        )
+        self.sink.emit([event])
 
     def _run(self) -> None:
         try:
@@ -144,8 +129,12 @@ class CameraRuntime:
                     changed, self._reconfigure = self._reconfigure, None
                 if changed is not None:
                     self.sink.emit(self.analytics.reconfigure(changed))
-                # the segmenter runs here, beside the detector's next batch (ORT drops the GIL)
-                people = None if self.segmenter is None else self.segmenter.segment(frame.image)
+                people = None
+                if self.segmenter is not None:
+                    # here, beside the detector's next batch (ORT drops the GIL)
+                    t0 = time.perf_counter()
+                    people = self.segmenter.segment(frame.image)
+                    self.stages["segment"].observe(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 events = self.analytics.process(frame, detections, people)
                 if self.snapshots is not None:
@@ -168,7 +157,8 @@ class CameraRuntime:
 
     def reconfigure(self, config: CameraConfig) -> None:
         """Take new analytics settings (same source and models): detection thresholds apply
-        to the next batch, zones, lines, scene and tracker before the next frame's analytics."""
+        from the next frame taken, zones, lines, scene and tracker before the next frame's
+        analytics."""
         self.config = config
         with self._lock:
             self._reconfigure = config
@@ -198,6 +188,10 @@ class CameraRuntime:
             tracks=self.analytics.active_tracks,
             state=self.source.state.value,
         )
+
+
+# a frame taken for the next batch: its camera, and what to detect in it with which thresholds
+Taken = tuple[CameraRuntime, Frame, DetectRequest]
 
 
 class InferenceWorker:
@@ -249,12 +243,10 @@ class InferenceWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _collect(
-        self, open_cams: list[CameraRuntime], batch: list[tuple[CameraRuntime, Frame]]
-    ) -> None:
+    def _collect(self, open_cams: list[CameraRuntime], batch: list[Taken]) -> None:
         """Add the frames waiting in the slots, round-robin so no camera starves another;
         at most one frame per camera per batch."""
-        taken = {id(cam) for cam, _ in batch}
+        taken = {id(cam) for cam, _, _ in batch}
         n = len(open_cams)
         for k in range(n):
             if len(batch) == self.detector.max_batch:
@@ -262,15 +254,13 @@ class InferenceWorker:
             cam = open_cams[(self._next + k) % n]
             if id(cam) in taken:
                 continue
-            frame = cam.slot.take()
-            if frame is not None:
-                batch.append((cam, frame))
+            item = cam.take()
+            if item is not None:
+                batch.append((cam, *item))
                 taken.add(id(cam))
         self._next = (self._next + 1) % max(n, 1)
 
-    def _fill(
-        self, open_cams: list[CameraRuntime], batch: list[tuple[CameraRuntime, Frame]]
-    ) -> None:
+    def _fill(self, open_cams: list[CameraRuntime], batch: list[Taken]) -> None:
         """A partial batch waits up to the batch timeout for frames of the other cameras,
         when the engine can take them in one run."""
         target = min(self.detector.max_batch, len(open_cams))
@@ -286,7 +276,7 @@ class InferenceWorker:
         open_cams: list[CameraRuntime] = []
         try:
             while not self._stop.is_set():
-                batch: list[tuple[CameraRuntime, Frame]] = []
+                batch: list[Taken] = []
                 with self.wake:
                     open_cams += self._joining
                     self._joining.clear()
@@ -297,7 +287,7 @@ class InferenceWorker:
                     if batch and self.batch_timeout_s > 0:
                         self._fill(open_cams, batch)
                     # a camera that ended (or was removed) is let go even while others stream
-                    taken = {id(cam) for cam, _ in batch}
+                    taken = {id(cam) for cam, _, _ in batch}
                     finished = [c for c in open_cams if c.slot.finished and id(c) not in taken]
                     for cam in finished:
                         open_cams.remove(cam)
@@ -307,19 +297,13 @@ class InferenceWorker:
                         if not finished:
                             self.wake.wait(0.5)
                         continue
-                detections = self.detector.detect(
-                    [f.image for _, f in batch],
-                    [c.config.detect.min_score for c, _ in batch],
-                    [c.config.detect.nms_iou for c, _ in batch],
-                )
+                detected = self.detector.detect([request for _, _, request in batch])
                 self.batch_sizes[len(batch)] += 1
-                for (cam, frame), dets, took in zip(
-                    batch, detections, self.detector.times, strict=True
-                ):
-                    cam.stages["preprocess"].observe(took.preprocess)
-                    cam.stages["inference"].observe(took.inference)
-                    cam.stages["postprocess"].observe(took.postprocess)
-                    cam.queue.put((frame, dets))
+                for (cam, frame, _), found in zip(batch, detected, strict=True):
+                    cam.stages["preprocess"].observe(found.times.preprocess)
+                    cam.stages["inference"].observe(found.times.inference)
+                    cam.stages["postprocess"].observe(found.times.postprocess)
+                    cam.queue.put((frame, found.detections))
         except Exception:
             log.exception("inference worker %s failed; stopping its cameras", self.name)
             for cam in open_cams:

@@ -10,7 +10,7 @@ from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone, ZoneRules
 from edged.config.events import ObjectUpdatesConfig
-from edged.core.detections import Anchor, Detections
+from edged.core.detections import Anchor, Detections, class_ids
 
 LABELS = ["person", "car"]
 
@@ -31,6 +31,17 @@ def frame(
 
 def kinds(events: list) -> list[str]:
     return [e.kind for e in events]
+
+
+def test_class_names_become_ids_and_select_detections() -> None:
+    assert class_ids(LABELS, None) is None
+    keep = class_ids(LABELS, ["car"])
+    assert keep is not None and keep.tolist() == [1]
+    with pytest.raises(ValueError, match=r"unknown classes \['bus'\]"):
+        class_ids(LABELS, ["car", "bus"])
+    dets = frame(0.0, [(1, 10, 10, 0), (2, 20, 20, 1), (3, 30, 30, 1)]).objects
+    assert dets.of_classes(keep).track_id.tolist() == [2, 3]
+    assert dets.of_classes(None) is dets
 
 
 SQUARE = np.array([[100, 100], [200, 100], [200, 200], [100, 200]], np.float64)
@@ -297,9 +308,10 @@ def test_crossing_is_reported_with_the_frame_it_happened_on() -> None:
 def test_unconfirmed_detections_never_count() -> None:
     """Through the real tracker: a box seen for a single frame on each side is never a track,
     so it can't cross; a steady one is counted once, after it was confirmed."""
-    from edged.tracking import ByteTracker, ByteTrackParams
+    from edged.config.camera import TrackerConfig
+    from edged.tracking import ByteTracker
 
-    tracker = ByteTracker(ByteTrackParams(min_hits=3))
+    tracker = ByteTracker(TrackerConfig(min_hits=3))
     line = banded(cancel_s=0.0)
     crossings = []
     for k in range(30):

@@ -11,6 +11,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from edged.config import load
+from edged.config.events import JournalConfig
 from edged.core.files import sha256_of
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
@@ -87,7 +88,7 @@ def run_three_cameras(tmp_path: Path, max_batch: int) -> tuple[Pipeline, EventSi
             }
         )
     )
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
     sink = EventSink(journal)
     pipeline = Pipeline(load(config_path), sink)
     pipeline.start()

@@ -12,7 +12,7 @@ import yaml
 
 from edged.config.model import ModelConfig
 from edged.core.files import sha256_of
-from edged.models.detector import Detector, load_detector
+from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.manifest import ModelError, decode_spec, load_manifest
 from edged.models.nanodet import NanoDetAdapter, NanoDetDecode
 from edged.models.preprocess import place
@@ -47,7 +47,7 @@ def first_frame() -> np.ndarray:
 
 
 def test_finds_the_people_in_the_first_frame(detector: Detector, first_frame: np.ndarray) -> None:
-    dets = detector.detect([first_frame], [0.35], [0.5])[0]
+    dets = detector.detect([DetectRequest(first_frame, 0.35, 0.5)])[0].detections
     people = dets[dets.class_id == detector.labels.index("person")]
     overlap = iou(FIRST_FRAME_PEOPLE, people.xyxy)
     assert overlap.max(axis=1).min() >= 0.5, overlap.max(axis=1)
@@ -58,16 +58,22 @@ def test_finds_the_people_in_the_first_frame(detector: Detector, first_frame: np
 def test_boxes_are_in_source_pixels(detector: Detector, first_frame: np.ndarray) -> None:
     """The same picture at twice the size gives the same boxes at twice the coordinates."""
     big = cv2.resize(first_frame, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
-    small = detector.detect([first_frame], [0.6], [0.5])[0]
-    large = detector.detect([big], [0.6], [0.5])[0]
+    small = detector.detect([DetectRequest(first_frame, 0.6, 0.5)])[0].detections
+    large = detector.detect([DetectRequest(big, 0.6, 0.5)])[0].detections
     assert len(small) == len(large) == 3
     np.testing.assert_allclose(large.xyxy, small.xyxy * 2, atol=6)
 
 
 def test_batch_with_per_image_thresholds(detector: Detector, first_frame: np.ndarray) -> None:
-    loose, strict = detector.detect([first_frame, first_frame], [0.3, 0.7], [0.5, 0.5])
+    detected = detector.detect(
+        [DetectRequest(first_frame, 0.3, 0.5), DetectRequest(first_frame, 0.7, 0.5)]
+    )
+    loose, strict = (d.detections for d in detected)
     assert len(strict) < len(loose)
     assert strict.score.min() >= 0.7
+    # each image comes with its own stage times
+    for d in detected:
+        assert d.times.preprocess > 0 and d.times.inference > 0 and d.times.postprocess > 0
 
 
 def test_preprocess_matches_the_plain_formula(detector: Detector, first_frame: np.ndarray) -> None:
@@ -176,9 +182,9 @@ def test_graph_preprocessing_finds_the_same_people(
     cap = cv2.VideoCapture(str(CLIP))
     frames = [*[cap.read()[1] for _ in range(60)][::20], first_frame]
     cap.release()
-    n = len(frames)
-    cpu = detector.detect(frames, [0.3] * n, [0.5] * n)
-    gpu_path = graph.detect(frames, [0.3] * n, [0.5] * n)
+    requests = [DetectRequest(f, 0.3, 0.5) for f in frames]
+    cpu = [d.detections for d in detector.detect(requests)]
+    gpu_path = [d.detections for d in graph.detect(requests)]
     for a, b in zip(cpu, gpu_path, strict=True):
         confident = a[a.score >= 0.4]
         overlap = iou(confident.xyxy, b.xyxy)

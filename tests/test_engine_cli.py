@@ -53,7 +53,7 @@ def test_calibrate_for_tensorrt_gives_symmetric_int8_that_runs_on_the_cpu(tmp_pa
     from onnx import numpy_helper
 
     from edged.config.model import ModelConfig
-    from edged.models.detector import load_detector
+    from edged.models.detector import DetectRequest, load_detector
     from tests.paths import CLIP
 
     out = tmp_path / "nd-int8.onnx"
@@ -92,7 +92,7 @@ def test_calibrate_for_tensorrt_gives_symmetric_int8_that_runs_on_the_cpu(tmp_pa
     import cv2
 
     _, image = cv2.VideoCapture(str(CLIP)).read()
-    people = detector.detect([image], [0.5], [0.5])[0]
+    people = detector.detect([DetectRequest(image, 0.5, 0.5)])[0].detections
     assert (people.class_id == 0).sum() >= 3
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from edged.config.events import JournalConfig
 from edged.core.event import Event
-from edged.outputs.journal import Bounds, Journal
+from edged.outputs.journal import Journal
 from edged.outputs.schema import json_schema
 from tests.schema import validator
 
@@ -32,7 +33,8 @@ def test_the_schema_is_shipped_valid_and_names_every_kind() -> None:
 
 
 def test_an_overflow_event_from_the_journal_validates(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.db", Bounds(max_backlog=2, overflow_every_s=0))
+    # one event more than the least bound a config may set: the oldest goes, and is reported
+    j = Journal(JournalConfig(path=tmp_path / "j.db", max_backlog=100, overflow_every_s=0))
     stored = j.append(
         [
             Event(
@@ -41,10 +43,11 @@ def test_an_overflow_event_from_the_journal_validates(tmp_path: Path) -> None:
                 topic="c/zones/z",
                 payload={"zone": "z", "track_id": i, "label": "person", "dwell_s": 0.0},
             )
-            for i in range(3)
+            for i in range(101)
         ]
     )
     j.close()
+    assert stored[-1].kind == "overflow"
     check = validator()
     for e in stored:
         check.validate(e.envelope("dev1"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from edged.config.events import MqttConfig
+from edged.config.events import JournalConfig, MqttConfig
 from edged.core.event import Event
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
@@ -55,7 +55,7 @@ def watch(*args: str) -> subprocess.Popen[str]:
 
 
 def publish(broker: Broker, tmp_path: Path) -> list[Event]:
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
     publisher = MqttPublisher(MqttConfig(port=broker.port), "dev1", journal)
     publisher.start()
     assert publisher.wait_connected(WAIT)

@@ -14,7 +14,7 @@ import pytest
 
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
-from edged.models.detector import Detector, load_detector
+from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.manifest import ModelError
 from tests.onnx_fixtures import ULTRALYTICS_INPUT, write_model
 
@@ -48,7 +48,8 @@ def load(path: Path) -> Detector:
 def detect(
     detector: Detector, min_score: float, nms_iou: float = 0.5, image: np.ndarray | None = None
 ) -> Detections:
-    return detector.detect([picture() if image is None else image], [min_score], [nms_iou])[0]
+    request = DetectRequest(picture() if image is None else image, min_score, nms_iou)
+    return detector.detect([request])[0].detections
 
 
 def check(dets: Detections, expected: Expected) -> None:
@@ -129,7 +130,12 @@ def test_yolov8_low_scores_dropped_and_nms_iou_applies(yolov8: Detector) -> None
 
 def test_yolov8_each_picture_gets_its_own_letterbox(yolov8: Detector) -> None:
     """A portrait picture is padded left and right instead: x_src = 2·(x − 140), y = 2·y."""
-    landscape, portrait = yolov8.detect([picture(), picture(720, 1280)], [0.85, 0.85], [0.5, 0.5])
+    landscape, portrait = (
+        d.detections
+        for d in yolov8.detect(
+            [DetectRequest(picture(), 0.85, 0.5), DetectRequest(picture(720, 1280), 0.85, 0.5)]
+        )
+    )
     np.testing.assert_allclose(landscape.xyxy, [source(*BEST[0])], atol=1e-3)
     x1, y1, x2, y2 = BEST[0]
     np.testing.assert_allclose(

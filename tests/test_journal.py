@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from edged.config.events import JournalConfig
 from edged.core.event import Event
-from edged.outputs.journal import Bounds, Journal
+from edged.outputs.journal import Journal
+
+# the least backlog bound a config may set
+BOUND = 100
+
+
+def journal_at(path: Path, **bounds: object) -> Journal:
+    return Journal(JournalConfig.model_validate({"path": path, **bounds}))
 
 
 def make_events(n: int, camera: str = "cam1", start: int = 0) -> list[Event]:
@@ -31,7 +39,7 @@ def make_events(n: int, camera: str = "cam1", start: int = 0) -> list[Event]:
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal(tmp_path / "sub" / "dir" / "events.db")
+    j = journal_at(tmp_path / "sub" / "dir" / "events.db")
     yield j
     j.close()
 
@@ -74,13 +82,13 @@ def test_mark_delivered_prunes_and_ignores_unknown_seqs(journal: Journal) -> Non
 
 def test_seq_stays_monotonic_across_reopen_after_everything_was_pruned(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    j = Journal(path)
+    j = journal_at(path)
     stored = j.append(make_events(4))
     j.mark_delivered(e.seq for e in stored)
     assert j.backlog() == 0
     j.close()
 
-    j = Journal(path)
+    j = journal_at(path)
     assert j.last_seq() == 4
     assert [e.seq for e in j.append(make_events(2))] == [5, 6]
     j.close()
@@ -88,12 +96,12 @@ def test_seq_stays_monotonic_across_reopen_after_everything_was_pruned(tmp_path:
 
 def test_undelivered_events_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    j = Journal(path)
+    j = journal_at(path)
     stored = j.append(make_events(3))
     j.mark_delivered([stored[0].seq])
     j.close()
 
-    j = Journal(path)
+    j = journal_at(path)
     assert j.backlog() == 2
     assert j.pending() == stored[1:]
     j.close()
@@ -106,14 +114,14 @@ def overflows(events: list[Event]) -> list[Event]:
 def test_backlog_bound_drops_oldest_counts_warns_and_reports(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=0))
-    stored = j.append(make_events(4))
+    j = journal_at(tmp_path / "events.db", max_backlog=BOUND, max_age_s=None, overflow_every_s=0)
+    stored = j.append(make_events(BOUND - 1))
     assert j.dropped == 0 and not overflows(stored)
     with caplog.at_level(logging.WARNING, logger="edged.outputs.journal"):
-        batch = j.append(make_events(3, start=4))
-    # 4 + 3 new + 1 overflow event in a bound of 5: the 3 oldest go
+        batch = j.append(make_events(3, start=BOUND - 1))
+    # BOUND - 1 + 3 new + 1 overflow event in a bound of BOUND: the 3 oldest go
     assert j.dropped == 3
-    assert j.backlog() == 5
+    assert j.backlog() == BOUND
     (report,) = overflows(batch)
     assert report.seq == batch[-1].seq and report.camera is None and report.topic == "overflow"
     assert report.payload == {
@@ -125,40 +133,41 @@ def test_backlog_bound_drops_oldest_counts_warns_and_reports(
         "refused_total": 0,
         "first_seq": 1,
         "last_seq": 3,
-        "backlog": 5,
-        "max_backlog": 5,
+        "backlog": BOUND,
+        "max_backlog": BOUND,
         "max_age_s": None,
     }
-    assert [e.seq for e in j.pending()] == [4, 5, 6, 7, 8]
+    assert [e.seq for e in j.pending()] == list(range(4, BOUND + 4))
     assert any("3 oldest events dropped" in r.getMessage() for r in caplog.records)
 
     # A batch larger than the bound keeps only its newest events (and the report).
-    stored = j.append(make_events(8, start=7))
-    assert j.dropped == 3 + 5 + 4
-    assert [e.seq for e in j.pending()] == [e.seq for e in stored[-5:]]
-    assert stored[-1].payload["dropped"] == 9 and stored[-1].payload["dropped_total"] == 12
+    stored = j.append(make_events(BOUND + 3, start=BOUND + 2))
+    assert j.dropped == 3 + BOUND + 4
+    assert [e.seq for e in j.pending()] == [e.seq for e in stored[-BOUND:]]
+    assert stored[-1].payload["dropped"] == BOUND + 4
+    assert stored[-1].payload["dropped_total"] == BOUND + 7
     j.close()
 
 
 def test_overflow_reports_are_spaced_and_sum_the_losses_between(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=3600))
-    first = j.append(make_events(6))
+    j = journal_at(tmp_path / "events.db", max_backlog=BOUND, overflow_every_s=3600)
+    first = j.append(make_events(BOUND + 1))
     assert [e.payload["dropped"] for e in overflows(first)] == [2]
     # Within the interval: dropped and counted, no second report yet.
-    later = j.append(make_events(3, start=6))
+    later = j.append(make_events(3, start=BOUND + 1))
     assert not overflows(later)
     assert j.dropped == 5
-    assert j.backlog() == 5
+    assert j.backlog() == BOUND
     j.close()
 
     # A journal reopened has no memory of the interval; losses are counted from its start.
-    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, overflow_every_s=3600))
-    assert j.dropped == 0 and j.backlog() == 5
+    j = journal_at(tmp_path / "events.db", max_backlog=BOUND, overflow_every_s=3600)
+    assert j.dropped == 0 and j.backlog() == BOUND
     j.close()
 
 
 def test_age_bound_drops_old_events_on_append_and_on_expire(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, overflow_every_s=0))
+    j = journal_at(tmp_path / "events.db", max_age_s=60, overflow_every_s=0)
     now = time.time()
     old = [replace(e, ts=now - 120) for e in make_events(3)]
     fresh = make_events(2, start=3)
@@ -171,10 +180,10 @@ def test_age_bound_drops_old_events_on_append_and_on_expire(tmp_path: Path) -> N
     # to events stored under a looser bound by an earlier run.
     j.mark_delivered(e.seq for e in j.pending())
     j.close()
-    loose = Journal(tmp_path / "events.db", Bounds(max_age_s=3600))
+    loose = journal_at(tmp_path / "events.db", max_age_s=3600)
     loose.append([replace(e, ts=now - 120) for e in make_events(2, start=5)])
     loose.close()
-    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, overflow_every_s=0))
+    j = journal_at(tmp_path / "events.db", max_age_s=60, overflow_every_s=0)
     assert j.backlog() == 2
     (report,) = j.expire()
     assert report.payload["dropped"] == 2 and j.backlog() == 1
@@ -185,24 +194,24 @@ def test_age_bound_drops_old_events_on_append_and_on_expire(tmp_path: Path) -> N
 def test_pause_refuses_at_the_bound_and_reports_once_there_is_room(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, on_full="pause", overflow_every_s=0))
-    stored = j.append(make_events(5))
+    j = journal_at(tmp_path / "events.db", max_backlog=BOUND, on_full="pause", overflow_every_s=0)
+    stored = j.append(make_events(BOUND))
     with caplog.at_level(logging.WARNING, logger="edged.outputs.journal"):
-        assert j.append(make_events(2, start=5)) == []
+        assert j.append(make_events(2, start=BOUND)) == []
     assert j.refused == 2 and j.dropped == 0
     assert [e.seq for e in j.pending()] == [e.seq for e in stored]  # nothing lost
     assert any("refusing new events" in r.getMessage() for r in caplog.records)
 
     j.mark_delivered([stored[0].seq, stored[1].seq])
-    accepted = j.append(make_events(1, start=7))
+    accepted = j.append(make_events(1, start=BOUND + 2))
     assert [e.kind for e in accepted] == ["new", "overflow"]
     assert accepted[1].payload["refused"] == 2 and accepted[1].payload["policy"] == "pause"
-    assert j.backlog() == 5
+    assert j.backlog() == BOUND
     j.close()
 
 
 def test_pause_refuses_while_the_oldest_event_is_too_old(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_age_s=60, on_full="pause"))
+    j = journal_at(tmp_path / "events.db", max_age_s=60, on_full="pause")
     (old,) = j.append([replace(make_events(1)[0], ts=time.time() - 120)])
     assert j.append(make_events(1)) == []
     assert j.refused == 1
@@ -212,17 +221,17 @@ def test_pause_refuses_while_the_oldest_event_is_too_old(tmp_path: Path) -> None
 
 
 def test_pause_blocks_a_producer_until_the_publisher_makes_room(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "events.db", Bounds(max_backlog=5, on_full="pause", pause_wait_s=5))
-    stored = j.append(make_events(5))
+    j = journal_at(tmp_path / "events.db", max_backlog=BOUND, on_full="pause", pause_wait_s=5)
+    stored = j.append(make_events(BOUND))
     result: list[Event] = []
-    t = threading.Thread(target=lambda: result.extend(j.append(make_events(1, start=5))))
+    t = threading.Thread(target=lambda: result.extend(j.append(make_events(1, start=BOUND))))
     t.start()
     t.join(0.3)
     assert t.is_alive(), "the append did not wait for room"
     j.mark_delivered([stored[0].seq])
     t.join(5)
     assert not t.is_alive()
-    assert [e.payload["i"] for e in result] == [5]
+    assert [e.payload["i"] for e in result] == [BOUND]
     assert j.refused == 0
     j.close()
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from edged.config.events import MqttConfig
+from edged.config.events import JournalConfig, MqttConfig
 from edged.core.event import Event
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MAX_INFLIGHT, MqttPublisher
@@ -37,7 +37,7 @@ def make_publisher(tmp_path: Path) -> Iterator[MakePublisher]:
     made: list[tuple[MqttPublisher, Journal]] = []
 
     def make(port: int, qos: Literal[0, 1] = 1) -> tuple[MqttPublisher, Journal]:
-        journal = Journal(tmp_path / f"journal-{len(made)}.db")
+        journal = Journal(JournalConfig(path=tmp_path / f"journal-{len(made)}.db"))
         config = MqttConfig(host="127.0.0.1", port=port, qos=qos, keepalive_s=5)
         publisher = MqttPublisher(config, DEVICE, journal)
         made.append((publisher, journal))
@@ -364,11 +364,11 @@ def test_stop_falls_back_to_last_will_when_offline_is_not_acknowledged(
 
 _CHILD = """
 import sys, threading
-from edged.config.events import MqttConfig
+from edged.config.events import JournalConfig, MqttConfig
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 port, db = int(sys.argv[1]), sys.argv[2]
-pub = MqttPublisher(MqttConfig(port=port, keepalive_s=5), "dev1", Journal(db))
+pub = MqttPublisher(MqttConfig(port=port, keepalive_s=5), "dev1", Journal(JournalConfig(path=db)))
 pub.start()
 if not pub.wait_connected(10):
     sys.exit("child: no connection")

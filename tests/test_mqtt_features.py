@@ -17,9 +17,9 @@ import yaml
 from pydantic import SecretStr
 
 from edged.config import load
-from edged.config.events import MqttConfig, TlsConfig
+from edged.config.events import JournalConfig, MqttConfig, TlsConfig
 from edged.core.event import Event
-from edged.outputs.journal import Bounds, Journal
+from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 from tests.mqtt_helpers import BrokerFactory, Subscriber, free_port
 from tests.paths import MODEL
@@ -50,7 +50,7 @@ def started(tmp_path: Path) -> Iterator[Any]:
     made: list[tuple[MqttPublisher, Journal]] = []
 
     def start(config: MqttConfig) -> tuple[MqttPublisher, Journal]:
-        journal = Journal(tmp_path / f"j{len(made)}.db")
+        journal = Journal(JournalConfig(path=tmp_path / f"j{len(made)}.db"))
         publisher = MqttPublisher(config, DEVICE, journal)
         made.append((publisher, journal))
         publisher.start()
@@ -247,14 +247,16 @@ def test_overflow_during_an_outage_is_published_with_the_survivors(
 ) -> None:
     broker = mqtt_broker_factory()
     # every loss reported at once (overflow_every_s=0): each report takes a row too
-    journal = Journal(tmp_path / "j.db", Bounds(max_backlog=10, overflow_every_s=0))
+    bound = 100  # the least a config may set
+    config = JournalConfig(path=tmp_path / "j.db", max_backlog=bound, overflow_every_s=0)
+    journal = Journal(config)
     publisher = MqttPublisher(MqttConfig(port=broker.port), DEVICE, journal)
-    # no publisher running yet: 25 events against a bound of 10, as in an outage
-    stored = [e for _ in range(25) for e in journal.append(events(1))]
+    # no publisher running yet: 250 events against a bound of 100, as in an outage
+    stored = [e for _ in range(250) for e in journal.append(events(1))]
     survivors = journal.pending()
     assert (
-        len(survivors) == 10
-        and journal.dropped == 25 + sum(e.kind == "overflow" for e in stored) - 10
+        len(survivors) == bound
+        and journal.dropped == 250 + sum(e.kind == "overflow" for e in stored) - bound
     )
     try:
         with Subscriber(broker.host, broker.port, f"{BASE}/#") as sub:
@@ -262,7 +264,7 @@ def test_overflow_during_an_outage_is_published_with_the_survivors(
             assert publisher.wait_connected(WAIT)
             assert publisher.wait_drained(WAIT)
             assert sub.wait_for(
-                lambda: sum(not m.topic.endswith("/availability") for m in sub.messages) >= 10,
+                lambda: sum(not m.topic.endswith("/availability") for m in sub.messages) >= bound,
                 WAIT,
             )
     finally:

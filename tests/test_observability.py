@@ -20,16 +20,26 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from edged.analytics.tracked import TrackedFrame
-from edged.config.events import DebugViewConfig, MetricsConfig, MqttConfig
+from edged.config import load
+from edged.config.events import DebugViewConfig, JournalConfig, MetricsConfig, MqttConfig
 from edged.core.detections import Detections
+from edged.core.draw import PALETTE
 from edged.core.latency import STAGES, Latency, RateMeter
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
-from edged.web.annotate import LINE, PALETTE, ZONE, LineView, ZoneView, annotate
+from edged.outputs.sink import EventSink
+from edged.pipeline import Pipeline
+from edged.service.daemon import stats_event
+from edged.service.stats import Rates
+from edged.web.annotate import LINE, ZONE, LineView, ZoneView, annotate
+from edged.web.metrics import PipelineCollector
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
-from tests.paths import CLIP
+from tests.paths import CLIP, SEGMENTER
+from tests.test_batching import dynamic_batch_yolov8
 
+# what a camera without a person segmenter goes through
+CAMERA_STAGES = [s for s in STAGES if s != "segment"]
 # the demo's walkway zone and counting line, relative to the picture
 ZONE_POLYGON = [[0.45, 0.38], [0.75, 0.38], [0.75, 0.62], [0.45, 0.62]]
 LINE_POINTS = [[0.55, 0.58], [1.0, 0.58]]
@@ -119,7 +129,9 @@ def test_metrics_healthz_and_stats_after_the_clip(tmp_path: Path, mqtt_broker: B
             )
             stage_family = families["edged_stage_seconds"]
             assert stage_family.type == "histogram"
-            for stage in STAGES:
+            # a camera without a person segmenter has no segment stage
+            assert not samples(stage_family, "edged_stage_seconds_count", stage="segment")
+            for stage in CAMERA_STAGES:
                 (count,) = samples(stage_family, "edged_stage_seconds_count", stage=stage, **cam)
                 (total,) = samples(stage_family, "edged_stage_seconds_sum", stage=stage, **cam)
                 assert count >= 160 and total > 0, stage
@@ -145,7 +157,7 @@ def test_metrics_healthz_and_stats_after_the_clip(tmp_path: Path, mqtt_broker: B
                 """a stats message with every stage's latency"""
                 for msg in reversed(stats_topic.json()):
                     latency = msg["cameras"]["cam"].get("latency", {})
-                    if set(latency) == set(STAGES) and msg.get("publish"):
+                    if set(latency) == set(CAMERA_STAGES) and msg.get("publish"):
                         return msg
                 return None
 
@@ -336,7 +348,7 @@ def test_rate_meter_counts_the_last_window() -> None:
 
 def test_publisher_socket_sends_small_messages_at_once(tmp_path: Path, mqtt_broker: Broker) -> None:
     """TCP_NODELAY: a QoS 1 burst must not wait behind the broker's delayed ACKs."""
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
     publisher = MqttPublisher(
         MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port), "t", journal
     )
@@ -349,3 +361,49 @@ def test_publisher_socket_sends_small_messages_at_once(tmp_path: Path, mqtt_brok
     finally:
         publisher.stop(drain_timeout=1)
         journal.close()
+
+
+def test_a_segmenting_camera_times_its_segmenter(tmp_path: Path) -> None:
+    """``segment`` is a stage of its own: in the histograms, in the stats, once per frame."""
+    model = tmp_path / "batch.onnx"
+    dynamic_batch_yolov8(model)
+    config_path = tmp_path / "edged.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": "t",
+                "journal": {"path": str(tmp_path / "j.db")},
+                "models": {
+                    "m": {"path": str(model), "backend": "cpu"},
+                    "people": {"path": str(SEGMENTER), "backend": "cpu"},
+                },
+                "cameras": {
+                    "cam": {
+                        "source": {"uri": str(CLIP), "realtime": False},
+                        "detect": {"model": "m"},
+                        "segment": {"model": "people"},
+                    }
+                },
+            }
+        )
+    )
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
+    sink = EventSink(journal)
+    pipeline = Pipeline(load(config_path), sink)
+    pipeline.start()
+    try:
+        assert pipeline.wait(60), "the pipeline did not finish"
+    finally:
+        pipeline.stop()
+        journal.close()
+    cam = pipeline.cameras["cam"]
+    assert list(cam.stages) == list(STAGES)
+    assert cam.stages["segment"].count == cam.processed == 150
+    family = next(
+        f for f in PipelineCollector(pipeline, sink).collect() if f.name == "edged_stage_seconds"
+    )
+    (count,) = samples(family, "edged_stage_seconds_count", camera="cam", stage="segment")
+    (total,) = samples(family, "edged_stage_seconds_sum", camera="cam", stage="segment")
+    assert count == 150 and total > 0
+    latency = stats_event(Rates(), pipeline, sink).payload["cameras"]["cam"]["latency"]
+    assert set(latency) == set(STAGES) and latency["segment"]["p99_ms"] > 0

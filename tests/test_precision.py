@@ -23,7 +23,7 @@ from onnx import TensorProto, helper
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
 from edged.core.files import sha256_of
-from edged.models.detector import Detector, load_detector
+from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.manifest import load_manifest
 from edged.tools.agreement import compare_detections
 from edged.tools.calibration import (
@@ -91,7 +91,7 @@ def people(dets: Detections) -> Detections:
 
 
 def detect(det: Detector, frames: list[np.ndarray]) -> list[Detections]:
-    return [people(det.detect([f], [0.3], [0.5])[0]) for f in frames]
+    return [people(det.detect([DetectRequest(f, 0.3, 0.5)])[0].detections) for f in frames]
 
 
 # ---------------------------------------------------------------------------- (a) Pad folding
@@ -233,8 +233,8 @@ def test_dynamic_batch_copy_runs_a_batch_like_single_frames(tmp_path: Path, fp32
     out = make_dynamic_batch(MODEL, tmp_path / "nanodet-dyn.onnx")
     det = load_detector(ModelConfig(path=out, backend="cpu", threads=2, max_batch=4))
     assert det.engine.max_batch is None and det.max_batch == 4
-    batched = det.detect(check_frames, [0.3] * 4, [0.5] * 4)
-    single = [fp32.detect([f], [0.3], [0.5])[0] for f in check_frames]
+    batched = [d.detections for d in det.detect([DetectRequest(f, 0.3, 0.5) for f in check_frames])]
+    single = [fp32.detect([DetectRequest(f, 0.3, 0.5)])[0].detections for f in check_frames]
     for b, s in zip(batched, single, strict=True):
         assert len(b) == len(s)
         np.testing.assert_allclose(b.xyxy, s.xyxy, atol=0.01)

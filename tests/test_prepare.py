@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
-from edged.models.detector import load_detector
+from edged.models.detector import DetectRequest, load_detector
 from edged.models.graph_preprocess import (
     FRAMES,
     _Graph,
@@ -139,7 +139,7 @@ def test_prepared_nanodet_finds_what_the_cpu_path_finds(
         assert set(got) == set(expected)  # the model's outputs are untouched
         output_diff = max(output_diff, *(float(np.abs(got[k] - expected[k]).max()) for k in got))
 
-        cpu = detector.detect([frame], [0.28], [0.5])[0]
+        cpu = detector.detect([DetectRequest(frame, 0.28, 0.5)])[0].detections
         ours = adapter.postprocess(got, 0, place(spec, w, h), 0.28, 0.5)
         assert (cpu.score >= 0.3).sum() >= 3, f"frame {n}: too few detections to compare"
         missing = unmatched(cpu, ours, 0.3, 0.9, 0.02)

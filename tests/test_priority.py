@@ -43,7 +43,7 @@ def test_source_threads_run_below_inference_and_analytics(tmp_path: Path) -> Non
             "cameras.walkway.source.realtime=true",
         ],
     )
-    journal = Journal.open(config.journal)
+    journal = Journal(config.journal)
     pipeline = Pipeline(config, EventSink(journal))
     pipeline.start()
     try:

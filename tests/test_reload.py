@@ -12,6 +12,7 @@ import yaml
 
 from edged.camera.analytics import CameraAnalytics
 from edged.config import Config, load
+from edged.config.events import JournalConfig
 from edged.core.detections import Detections
 from edged.core.frame import Frame
 from edged.outputs.journal import Journal
@@ -162,7 +163,7 @@ def short_clip(path: Path, frames: int = 3) -> Path:
 
 
 def pipeline_on(tmp_path: Path, data: dict[str, Any]) -> tuple[Pipeline, Journal, EventSink]:
-    journal = Journal(tmp_path / "events.db")
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"))
     sink = EventSink(journal)
     return Pipeline(config(tmp_path, data), sink), journal, sink
 

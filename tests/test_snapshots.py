@@ -17,7 +17,7 @@ from edged.config.snapshots import SnapshotConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
-from edged.models.detector import load_detector
+from edged.models.detector import DetectRequest, load_detector
 from edged.models.segmenter import load_segmenter
 from edged.outputs.snapshots import Snapshotter, crop_box
 from tests.daemon import Daemon
@@ -34,7 +34,7 @@ def scene() -> tuple[Frame, Detections, list[str]]:
                 image = f.to_ndarray(format="bgr24")
                 break
     detector = load_detector(ModelConfig(path=MODEL, backend="cpu"))
-    (dets,) = detector.detect([image], [0.35], [0.5])
+    dets = detector.detect([DetectRequest(image, 0.35, 0.5)])[0].detections
     people = dets[dets.class_id == detector.labels.index("person")]
     assert len(people) >= 3, "the clip's frame 40 shows several people"
     frame = Frame("cam", 40, time.monotonic(), time.time(), 40 / 7, image)

@@ -13,6 +13,7 @@ from edged.sources.base import SourceState, StateChange
 from edged.sources.factory import is_live, make_source
 from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
+from edged.sources.status import status_event
 from tests.paths import CLIP
 
 CLIP_FRAMES = 150
@@ -150,3 +151,31 @@ def test_latest_slot_drops_and_counts_stale_frames() -> None:
 def test_credentials_are_redacted() -> None:
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/s1") == "rtsp://***@10.0.0.5:554/s1"
     assert redact("rtsp://10.0.0.5/s1") == "rtsp://10.0.0.5/s1"
+
+
+def test_status_events_say_online_reconnecting_offline_without_credentials() -> None:
+    uri = "rtsp://admin:s3cret@10.0.0.5:554/s1"
+    retry = StateChange("cam", SourceState.RECONNECTING, "refused", 2, 1.5)
+    event = status_event("cam", retry, uri)
+    assert event is not None and event.retain and event.topic == "cam/status"
+    assert event.kind == "camera_status" and event.camera == "cam"
+    assert event.payload == {
+        "status": "reconnecting",
+        "state": "reconnecting",
+        "reason": "refused",
+        "attempt": 2,
+        "retry_in_s": 1.5,
+        "source": "rtsp://***@10.0.0.5:554/s1",
+    }
+    told: dict[SourceState, str | None] = {}
+    for state in SourceState:
+        said = status_event("cam", StateChange("cam", state), uri)
+        told[state] = None if said is None else said.payload["status"]
+    assert told == {
+        SourceState.CONNECTING: None,
+        SourceState.STREAMING: "online",
+        SourceState.STALLED: None,
+        SourceState.RECONNECTING: "reconnecting",
+        SourceState.ENDED: "offline",
+        SourceState.STOPPED: "offline",
+    }

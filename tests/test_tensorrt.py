@@ -36,7 +36,7 @@ from edged.engines.plan_build import build_plan, convert_to_fp16, ensure_plan
 from edged.engines.plan_cache import PlanKey, cache_key, find_plan, store_plan
 from edged.engines.tensorrt import TrtEngine
 from edged.models import plans
-from edged.models.detector import load_detector, open_engine, prepared_model
+from edged.models.detector import DetectRequest, load_detector, open_engine, prepared_model
 from edged.models.graph_preprocess import FRAMES, PREFIX, prepare_graph
 from edged.models.manifest import load_manifest
 from edged.models.nanodet import NanoDetAdapter
@@ -548,7 +548,7 @@ def test_gpu_fp16_plan_of_the_shipped_model_finds_what_the_cpu_path_finds(
             geo = adapter.preprocess(frame, batch[0])
             outputs = engine.run({"input_1:0": batch})
             ours = adapter.postprocess(outputs, 0, geo, 0.25, 0.5)
-            theirs = cpu.detect([frame], [0.25], [0.5])[0]
+            theirs = cpu.detect([DetectRequest(frame, 0.25, 0.5)])[0].detections
             assert not unmatched(theirs, ours, 0.35, 0.8, 0.05), f"frame {n}"
             assert not unmatched(ours, theirs, 0.35, 0.8, 0.05), f"frame {n}"
 
@@ -582,7 +582,7 @@ def test_gpu_prepared_graph_plan_takes_camera_frames(tmp_path: Path) -> None:
         for n, frame in read_frames().items():
             outputs = engine.run({FRAMES: frame[None]})
             ours = adapter.postprocess(outputs, 0, place(manifest.input, 768, 576), 0.25, 0.5)
-            theirs = cpu.detect([frame], [0.25], [0.5])[0]
+            theirs = cpu.detect([DetectRequest(frame, 0.25, 0.5)])[0].detections
             assert not unmatched(theirs, ours, 0.35, 0.8, 0.05), f"frame {n}"
             assert not unmatched(ours, theirs, 0.35, 0.8, 0.05), f"frame {n}"
         with pytest.raises(EngineError, match="outside the plan"):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.linalg import cho_factor, cho_solve
 
+from edged.config.camera import TrackerConfig
 from edged.core.boxes import iou_matrix
 from edged.core.detections import Detections
-from edged.tracking import ByteTracker, ByteTrackParams, kalman
+from edged.tracking import Association, ByteTracker, kalman
 from edged.tracking.matching import assign
 
 
@@ -42,7 +43,7 @@ def test_constant_velocity_keeps_one_id_and_waits_for_min_hits() -> None:
 
 
 def test_min_hits_one_reports_first_frame() -> None:
-    tracker = ByteTracker(ByteTrackParams(min_hits=1))
+    tracker = ByteTracker(TrackerConfig(min_hits=1))
     assert tracker.update(dets([box(0, 0)]), ts=0.0).track_id.tolist() == [1]
 
 
@@ -65,7 +66,7 @@ def test_crossing_objects_keep_their_ids() -> None:
 
 
 def test_short_gap_with_irregular_timestamps_restores_id() -> None:
-    tracker = ByteTracker(ByteTrackParams(lost_track_buffer_s=1.0))
+    tracker = ByteTracker(TrackerConfig(lost_track_buffer_s=1.0))
     obj = dets([box(200, 200)])
     for ts in (0.0, 0.03, 0.08, 0.1):
         out = tracker.update(obj, ts)
@@ -77,7 +78,7 @@ def test_short_gap_with_irregular_timestamps_restores_id() -> None:
 
 
 def test_long_gap_ends_track_and_reappearance_gets_new_id() -> None:
-    tracker = ByteTracker(ByteTrackParams(lost_track_buffer_s=1.0))
+    tracker = ByteTracker(TrackerConfig(lost_track_buffer_s=1.0))
     obj = dets([box(200, 200)])
     for ts in (0.0, 0.05):
         tracker.update(obj, ts)
@@ -93,7 +94,7 @@ def test_long_gap_ends_track_and_reappearance_gets_new_id() -> None:
 
 
 def test_frames_stalled_past_buffer_end_track_before_matching() -> None:
-    tracker = ByteTracker(ByteTrackParams(lost_track_buffer_s=1.0))
+    tracker = ByteTracker(TrackerConfig(lost_track_buffer_s=1.0))
     obj = dets([box(200, 200)])
     for ts in (0.0, 0.05):
         tracker.update(obj, ts)
@@ -115,7 +116,7 @@ def test_low_score_detection_keeps_track_alive_but_never_starts_one() -> None:
         assert tracker.ended == []
 
     # Even with new_track_thresh below high_thresh, only high detections start tracks.
-    fresh = ByteTracker(ByteTrackParams(new_track_thresh=0.2))
+    fresh = ByteTracker(TrackerConfig(new_track_thresh=0.2))
     for i in range(10):
         assert len(fresh.update(dets([box(300, 300)], [0.45]), ts=i * 0.1)) == 0
     # A high detection at the same spot is new, so it still needs min_hits frames.
@@ -152,7 +153,7 @@ def test_tentative_track_dies_after_one_missed_frame() -> None:
 
 @pytest.mark.parametrize("fuse_score", [True, False])
 def test_fuse_score_prefers_confident_detection(fuse_score: bool) -> None:
-    tracker = ByteTracker(ByteTrackParams(fuse_score=fuse_score))
+    tracker = ByteTracker(TrackerConfig(), Association(fuse_score=fuse_score))
     for i in range(3):
         tracker.update(dets([box(100, 100)]), ts=i * 0.1)
     # IoU with the track: 0.50 for the confident one, 0.55 for the weak one.
@@ -164,7 +165,7 @@ def test_fuse_score_prefers_confident_detection(fuse_score: bool) -> None:
 
 @pytest.mark.parametrize("class_aware", [True, False])
 def test_class_aware_matching(class_aware: bool) -> None:
-    tracker = ByteTracker(ByteTrackParams(class_aware=class_aware))
+    tracker = ByteTracker(TrackerConfig(class_aware=class_aware))
     for i in range(3):
         tracker.update(dets([box(100, 100)], classes=[0]), ts=i * 0.1)
     out = tracker.update(dets([box(100, 100)], classes=[1]), ts=0.3)
@@ -181,7 +182,7 @@ def test_class_aware_matching(class_aware: bool) -> None:
 
 
 def test_class_aware_picks_same_class_among_overlapping() -> None:
-    tracker = ByteTracker(ByteTrackParams(class_aware=True))
+    tracker = ByteTracker(TrackerConfig(class_aware=True))
     tracker.update(dets([box(100, 100)], classes=[2]), ts=0.0)
     tracker.update(dets([box(100, 100)], classes=[2]), ts=0.1)
     out = tracker.update(dets([box(100, 100), box(100, 100)], classes=[3, 2]), ts=0.2)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from edged.core.detections import Detections
+from edged.core.detections import class_ids as class_filter
 from edged.core.masks import PersonMask
+
+# scenes/ still import class_filter from here
+__all__ = ["TrackedFrame", "class_filter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +29,3 @@ class TrackedFrame:
 
     def box(self, i: int) -> list[float]:
         return [round(float(v), 1) for v in self.objects.xyxy[i]]
-
-
-def class_filter(labels: list[str], names: list[str] | None) -> np.ndarray | None:
-    """Class ids for ``names`` (None: every class); unknown names are a config error."""
-    if names is None:
-        return None
-    unknown = sorted(set(names) - set(labels))
-    if unknown:
-        raise ValueError(f"unknown classes {unknown}; the model knows {len(labels)} labels")
-    return np.array([labels.index(n) for n in names], np.int32)

@@ -9,31 +9,18 @@ import numpy as np
 from edged.analytics.alerts import Alerts
 from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
-from edged.analytics.tracked import TrackedFrame, class_filter
+from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone, ZoneRules
-from edged.config.camera import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
+from edged.config.camera import CameraConfig, LineConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
-from edged.core.detections import Detections
+from edged.core.detections import Detections, class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.masks import PersonMask
 from edged.scenes.base import SceneModule
 from edged.scenes.registry import make_scene
-from edged.tracking import ByteTracker, ByteTrackParams
-
-
-def tracker_params(t: TrackerConfig) -> ByteTrackParams:
-    """The tracker settings a camera's ``tracker:`` section gives."""
-    return ByteTrackParams(
-        high_thresh=t.high_thresh,
-        low_thresh=t.low_thresh,
-        new_track_thresh=t.new_track_thresh,
-        match_iou=t.match_iou,
-        min_hits=t.min_hits,
-        lost_track_buffer_s=t.lost_track_buffer_s,
-        class_aware=t.class_aware,
-    )
+from edged.tracking import ByteTracker
 
 
 class CameraAnalytics:
@@ -45,11 +32,11 @@ class CameraAnalytics:
         self.config = config
         self.labels = labels
         self.check_geometry()
-        self.keep = class_filter(labels, config.detect.classes)
+        self.keep = class_ids(labels, config.detect.classes)
         self._start_tracking()
 
     def _start_tracking(self) -> None:
-        self.tracker = ByteTracker(tracker_params(self.config.tracker))
+        self.tracker = ByteTracker(self.config.tracker)
         self.lifecycle = ObjectLifecycle(self.camera, self.config.updates)
         self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
@@ -74,16 +61,16 @@ class CameraAnalytics:
         for kind, items in (("zones", self.config.zones), ("lines", self.config.lines)):
             for name, item in items.items():
                 try:
-                    class_filter(self.labels, item.classes)
+                    class_ids(self.labels, item.classes)
                 except ValueError as exc:
                     raise FieldError((*base, kind, name, "classes"), str(exc)) from None
         try:
-            class_filter(self.labels, self.config.detect.classes)
+            class_ids(self.labels, self.config.detect.classes)
         except ValueError as exc:
             raise FieldError((*base, "detect", "classes"), str(exc)) from None
         if self.config.snapshots is not None:
             try:
-                class_filter(self.labels, self.config.snapshots.privacy.classes)
+                class_ids(self.labels, self.config.snapshots.privacy.classes)
             except ValueError as exc:
                 loc = (*base, "snapshots", "privacy", "classes")
                 raise FieldError(loc, str(exc)) from None
@@ -102,7 +89,7 @@ class CameraAnalytics:
             name,
             to_pixels(z.polygon, width, height),
             z.anchor,
-            class_filter(self.labels, z.classes),
+            class_ids(self.labels, z.classes),
             ZoneRules(z.min_stay_s, z.loiter_s, z.crowd_threshold, z.queue),
             self.alerts,
             ratio=self._ratio_settings() if z.occupancy_ratio else None,
@@ -122,7 +109,7 @@ class CameraAnalytics:
                 name,
                 pts,
                 ln.anchor,
-                class_filter(self.labels, ln.classes),
+                class_ids(self.labels, ln.classes),
                 in_dir,
                 rules,
             )
@@ -138,8 +125,7 @@ class CameraAnalytics:
     ) -> list[Event]:
         if self._size != (frame.width, frame.height):
             self._place(frame.width, frame.height)
-        if self.keep is not None:
-            detections = detections[np.isin(detections.class_id, self.keep)]
+        detections = detections.of_classes(self.keep)
         t0 = time.perf_counter()
         objects = self.tracker.update(detections, frame.media_ts)
         self.track_s = time.perf_counter() - t0
@@ -217,10 +203,10 @@ class CameraAnalytics:
             self.config = old
             events = self.finish()
             self.config = config
-            self.keep = class_filter(self.labels, config.detect.classes)
+            self.keep = class_ids(self.labels, config.detect.classes)
             self._start_tracking()
             return events
-        self.keep = class_filter(self.labels, config.detect.classes)
+        self.keep = class_ids(self.labels, config.detect.classes)
         self.lifecycle.rules = config.updates
         if self._size is None or self.latest is None:
             self._size = None  # placed with the new settings on the next frame

@@ -59,6 +59,12 @@ class Detections:
             mask=None if self.mask is None else self.mask[index],
         )
 
+    def of_classes(self, class_ids: np.ndarray | None) -> Detections:
+        """The detections of those classes (None: all of them)."""
+        if class_ids is None:
+            return self
+        return self[np.isin(self.class_id, class_ids)]
+
     def anchors(self, anchor: Anchor = Anchor.BOTTOM_CENTER) -> np.ndarray:
         """N×2 float32 points, one per box."""
         x = (self.xyxy[:, 0] + self.xyxy[:, 2]) * 0.5
@@ -69,3 +75,14 @@ class Detections:
         else:
             y = (self.xyxy[:, 1] + self.xyxy[:, 3]) * 0.5
         return np.stack([x, y], axis=1).astype(np.float32, copy=False)
+
+
+def class_ids(labels: list[str], names: list[str] | None) -> np.ndarray | None:
+    """The ids of the classes ``names`` among a model's ``labels`` (None: every class);
+    unknown names are a config error (ValueError)."""
+    if names is None:
+        return None
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; the model knows {len(labels)} labels")
+    return np.array([labels.index(n) for n in names], np.int32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from edged.models.yolo_seg import YoloV8SegAdapter
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = {
+ADAPTERS: dict[str, Callable[[Manifest], DetectionAdapter]] = {
     "nanodet": NanoDetAdapter,
     "yolov5": YoloV5Adapter,
     "yolov8": YoloV8Adapter,
@@ -33,14 +34,32 @@ ADAPTERS = {
 }
 
 
-@dataclass(slots=True)
-class StageTimes:
-    """Seconds one image of the last ``detect`` spent in each stage; ``inference`` is its
-    engine run's, shared by the images batched with it."""
+@dataclass(frozen=True, slots=True)
+class DetectRequest:
+    """One image and the thresholds its detections must pass: the least score, and the IoU
+    above which non-maximum suppression keeps only the better of two boxes."""
 
-    preprocess: float = 0.0
-    inference: float = 0.0
-    postprocess: float = 0.0
+    image: np.ndarray
+    min_score: float
+    nms_iou: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds one image spent in each stage; ``inference`` is its engine run's, shared by
+    the images batched with it."""
+
+    preprocess: float
+    inference: float
+    postprocess: float
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """What ``detect`` found in one image, and how long each stage took for it."""
+
+    detections: Detections
+    times: StageTimes
 
 
 class Detector:
@@ -75,46 +94,41 @@ class Detector:
         # a model exported with a fixed batch runs that; a dynamic one takes up to max_batch
         self.max_batch = engine.max_batch or max_batch
         self._batch = np.empty((self.max_batch, *self.adapter.input_shape), np.float32)
-        self.times: list[StageTimes] = []  # per image of the last detect()
 
     @property
     def labels(self) -> list[str]:
         return self.manifest.labels
 
-    def detect(
-        self, images: list[np.ndarray], min_score: list[float], nms_iou: list[float]
-    ) -> list[Detections]:
-        """Detections for each image, with each image's own thresholds."""
-        results: list[Detections | None] = [None] * len(images)
-        times = [StageTimes() for _ in images]
+    def detect(self, requests: Sequence[DetectRequest]) -> list[Detected]:
+        """Detections for each image, with its own thresholds, in the order asked."""
+        results: dict[int, Detected] = {}
         clock = time.perf_counter
-        for chunk in self._chunks(images):
+        for chunk in self._chunks([r.image for r in requests]):
+            preprocess: list[float] = []
             if self.graph_input is None:
                 geometry = []
                 for i, k in enumerate(chunk):
                     t0 = clock()
-                    geometry.append(self.adapter.preprocess(images[k], self._batch[i]))
-                    times[k].preprocess = clock() - t0
+                    geometry.append(self.adapter.preprocess(requests[k].image, self._batch[i]))
+                    preprocess.append(clock() - t0)
                 feeds = {self.adapter.input_name: self._batch[: len(chunk)]}
             else:
                 t0 = clock()
-                h, w = images[chunk[0]].shape[:2]
+                h, w = requests[chunk[0]].image.shape[:2]
                 geometry = [place(self.manifest.input, w, h)] * len(chunk)
-                feeds = {self.graph_input: np.stack([images[k] for k in chunk])}
-                for k in chunk:
-                    times[k].preprocess = (clock() - t0) / len(chunk)
+                feeds = {self.graph_input: np.stack([requests[k].image for k in chunk])}
+                # the engine resizes the whole chunk at once: each image gets its share
+                preprocess = [(clock() - t0) / len(chunk)] * len(chunk)
             t0 = clock()
             outputs = self.engine.run(feeds)
-            took = clock() - t0
+            inference = clock() - t0
             for i, k in enumerate(chunk):
-                times[k].inference = took
+                r = requests[k]
                 t0 = clock()
-                results[k] = self.adapter.postprocess(
-                    outputs, i, geometry[i], min_score[k], nms_iou[k]
-                )
-                times[k].postprocess = clock() - t0
-        self.times = times
-        return [r for r in results if r is not None]
+                found = self.adapter.postprocess(outputs, i, geometry[i], r.min_score, r.nms_iou)
+                took = StageTimes(preprocess[i], inference, clock() - t0)
+                results[k] = Detected(found, took)
+        return [results[k] for k in range(len(requests))]
 
     def _chunks(self, images: list[np.ndarray]) -> list[list[int]]:
         """Indices per engine run: up to ``max_batch``; of one picture size on a graph."""

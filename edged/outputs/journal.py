@@ -20,16 +20,12 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Literal
 
 from edged.config.events import JournalConfig
 from edged.core import topics
 from edged.core.event import Event
 
 log = logging.getLogger(__name__)
-
-OnFull = Literal["drop_oldest", "pause"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,31 +48,6 @@ _INSERT = (
     "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    """How big the backlog may grow and what happens at the bound.
-
-    ``max_age_s`` is measured on the events' ``ts``; None: no age bound. ``overflow_every_s``
-    spaces ``overflow`` events: drops or refusals in between are summed into the next one.
-    """
-
-    max_backlog: int = 100_000
-    max_age_s: float | None = None
-    on_full: OnFull = "drop_oldest"
-    pause_wait_s: float = 0.0
-    overflow_every_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.max_backlog < 1:
-            raise ValueError(f"max_backlog must be >= 1, got {self.max_backlog}")
-        if self.max_age_s is not None and self.max_age_s <= 0:
-            raise ValueError(f"max_age_s must be > 0, got {self.max_age_s}")
-        if self.on_full not in ("drop_oldest", "pause"):
-            raise ValueError(f"on_full must be drop_oldest or pause, got {self.on_full!r}")
-        if self.pause_wait_s < 0 or self.overflow_every_s < 0:
-            raise ValueError("pause_wait_s and overflow_every_s must be >= 0")
 
 
 @dataclass(slots=True)
@@ -113,12 +84,15 @@ class Journal:
     ``append`` so a single consumer can block in ``wait_appended`` instead of polling.
     ``dropped`` (oldest rows deleted at the bound) and ``refused`` (events not accepted while
     paused) count every loss since the journal was opened.
+
+    ``config`` (the ``journal:`` section) names the file and bounds the backlog: ``max_age_s``
+    is measured on the events' ``ts``; ``overflow_every_s`` spaces ``overflow`` events, and
+    losses in between are summed into the next one.
     """
 
-    def __init__(self, path: str | Path, bounds: Bounds | None = None) -> None:
-        self.path = Path(path)
-        self.bounds = bounds or Bounds()
-        self.max_backlog = self.bounds.max_backlog
+    def __init__(self, config: JournalConfig) -> None:
+        self.config = config
+        self.path = config.path
         self.dropped = 0
         self.refused = 0
         self.appended = threading.Event()
@@ -145,19 +119,6 @@ class Journal:
                 "journal %s: %d undelivered events from a previous run", self.path, self._backlog
             )
 
-    @classmethod
-    def open(cls, config: JournalConfig) -> Journal:
-        return cls(
-            config.path,
-            Bounds(
-                config.max_backlog,
-                config.max_age_s,
-                config.on_full,
-                config.pause_wait_s,
-                config.overflow_every_s,
-            ),
-        )
-
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Make a batch durable in one transaction; return the events with ``seq`` assigned.
 
@@ -171,7 +132,7 @@ class Journal:
             return []
         with self._lock:
             now = time.time()
-            if self.bounds.on_full == "pause" and not self._wait_for_room(len(events), now):
+            if self.config.on_full == "pause" and not self._wait_for_room(len(events), now):
                 return []
             out = self._write(events, now)
         if out:
@@ -181,7 +142,7 @@ class Journal:
     def expire(self) -> list[Event]:
         """Apply the age bound now (``drop_oldest`` only; appends do it as they go); returns the
         ``overflow`` event written, if any."""
-        if self.bounds.max_age_s is None or self.bounds.on_full != "drop_oldest":
+        if self.config.max_age_s is None or self.config.on_full != "drop_oldest":
             return []
         with self._lock:
             out = self._write([], time.time())
@@ -193,16 +154,16 @@ class Journal:
 
     def _wait_for_room(self, n: int, now: float) -> bool:
         """Pause policy: True once ``n`` more events fit within the bounds."""
-        deadline = time.monotonic() + self.bounds.pause_wait_s
+        deadline = time.monotonic() + self.config.pause_wait_s
         while True:
             reason = self._full(n, now)
             if reason is None:
                 return True
             left = deadline - time.monotonic()
-            if left <= 0 or n > self.bounds.max_backlog:
+            if left <= 0 or n > self.config.max_backlog:
                 self.refused += n
                 self._unreported.add_refused(n, reason)
-                if time.monotonic() - self._last_refusal_log >= self.bounds.overflow_every_s:
+                if time.monotonic() - self._last_refusal_log >= self.config.overflow_every_s:
                     self._last_refusal_log = time.monotonic()
                     log.warning(
                         "journal %s: backlog at its %s bound (%d events); refusing new events"
@@ -218,12 +179,12 @@ class Journal:
 
     def _full(self, n: int, now: float) -> str | None:
         # room for the overflow event that the next append will carry, too
-        if self._backlog + n + bool(self._unreported) > self.bounds.max_backlog:
+        if self._backlog + n + bool(self._unreported) > self.config.max_backlog:
             return "count"
-        if self.bounds.max_age_s is None:
+        if self.config.max_age_s is None:
             return None
         oldest = self._oldest_ts()
-        return "age" if oldest is not None and oldest < now - self.bounds.max_age_s else None
+        return "age" if oldest is not None and oldest < now - self.config.max_age_s else None
 
     def _oldest_ts(self) -> float | None:
         if not self._backlog:
@@ -241,22 +202,22 @@ class Journal:
             for ev in events:
                 out.append(replace(ev, seq=self._insert(ev)))
             backlog += len(out)
-            if self.bounds.on_full == "drop_oldest":
-                if self.bounds.max_age_s is not None:
+            if self.config.on_full == "drop_oldest":
+                if self.config.max_age_s is not None:
                     expired = self._delete(
-                        "SELECT seq FROM events WHERE ts < ?", (now - self.bounds.max_age_s,)
+                        "SELECT seq FROM events WHERE ts < ?", (now - self.config.max_age_s,)
                     )
                     backlog -= len(expired)
                     unreported.add_dropped(expired, "age")
-                report_due = now - self._last_report >= self.bounds.overflow_every_s
-                excess = backlog - self.bounds.max_backlog
+                report_due = now - self._last_report >= self.config.overflow_every_s
+                excess = backlog - self.config.max_backlog
                 if report_due and (unreported or excess > 0):
                     excess += 1  # room for the overflow event itself
                 if excess > 0:
                     oldest = self._delete("SELECT seq FROM events ORDER BY seq LIMIT ?", (excess,))
                     backlog -= len(oldest)
                     unreported.add_dropped(oldest, "count")
-            report_due = now - self._last_report >= self.bounds.overflow_every_s
+            report_due = now - self._last_report >= self.config.overflow_every_s
             report = None
             if unreported and report_due:
                 report = self._overflow(unreported, backlog + 1, now)
@@ -318,7 +279,7 @@ class Journal:
             camera=None,
             topic=topics.OVERFLOW,
             payload={
-                "policy": self.bounds.on_full,
+                "policy": self.config.on_full,
                 "reason": sorted(u.reasons or ()),
                 "dropped": u.dropped,
                 "dropped_total": self.dropped + u.dropped - self._unreported.dropped,
@@ -327,8 +288,8 @@ class Journal:
                 "first_seq": u.first_seq,
                 "last_seq": u.last_seq,
                 "backlog": backlog,
-                "max_backlog": self.bounds.max_backlog,
-                "max_age_s": self.bounds.max_age_s,
+                "max_backlog": self.config.max_backlog,
+                "max_age_s": self.config.max_age_s,
             },
             ts=now,
         )

@@ -125,8 +125,6 @@ class MqttPublisher:
         self.availability_topic = f"{self._base}/availability"
         self.announce = list(announce)
         self.rejected = 0
-        self.images_sent = 0
-        self.images_skipped = 0
         self._v5 = config.protocol == "5"
         self._last_failure: str | None = None
 
@@ -251,9 +249,8 @@ class MqttPublisher:
 
     def publish_image(self, topic: str, jpeg: bytes, event_id: str) -> bool:
         """Publish a snapshot to ``<prefix>/<device>/<topic>`` (retained) if connected; the
-        event's id rides along as an MQTT 5 user property. False (and counted) otherwise."""
+        event's id rides along as an MQTT 5 user property. False otherwise."""
         if not self.connected:
-            self.images_skipped += 1
             return False
         props = None
         if self._v5:
@@ -266,11 +263,7 @@ class MqttPublisher:
             retain=True,
             properties=props,
         )
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            self.images_skipped += 1
-            return False
-        self.images_sent += 1
-        return True
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _say_offline(self) -> bool:
         info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)

@@ -19,10 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edged.analytics.tracked import class_filter
 from edged.config.snapshots import SnapshotConfig
-from edged.core import topics
-from edged.core.detections import Detections
+from edged.core import draw, topics
+from edged.core.detections import Detections, class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.masks import PersonMask
@@ -106,13 +105,12 @@ class Snapshotter:
         self.labels = labels
         self.publish = publish if config.publish else None
         self.mask_threshold = mask_threshold
-        private = class_filter(labels, config.privacy.classes)
+        private = class_ids(labels, config.privacy.classes)
         assert private is not None
         self.private = private
         self.dir = None if config.dir is None else config.dir / camera
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
-        self.taken = 0
         self.failed = 0
 
     def wants(self, event: Event) -> bool:
@@ -149,7 +147,7 @@ class Snapshotter:
     ) -> np.ndarray:
         blur = self.config.privacy.blur
         if blur == "boxes":
-            return blur_regions(image, detections.xyxy[np.isin(detections.class_id, self.private)])
+            return blur_regions(image, detections.of_classes(self.private).xyxy)
         if blur == "mask":
             if people is None:
                 raise ValueError(f"{self.camera}: privacy blur 'mask' without a person mask")
@@ -163,13 +161,14 @@ class Snapshotter:
             x1, y1, x2, y2 = crop_box(box, self.config.crop_margin, image.shape[1], image.shape[0])
             return encode(image[y1:y2, x1:x2], self.config.quality, self.config.max_width)
         canvas = image.copy()
-        line = max(1, round(max(image.shape[:2]) / 400))
+        thick = max(1, round(max(image.shape[:2]) / 400))
         for b in detections.xyxy:
-            cv2.rectangle(canvas, _pt(b[:2]), _pt(b[2:]), OTHER, line)
+            draw.box(canvas, b, OTHER, thick, smooth=False)
         if box is not None:
-            cv2.rectangle(canvas, _pt(box[:2]), _pt(box[2:]), SUBJECT, 2 * line)
+            draw.box(canvas, box, SUBJECT, 2 * thick, smooth=False)
             text = f"{p['after']['label']} #{p['after']['track_id']}"
-            cv2.putText(canvas, text, _pt((box[0], max(12, box[1] - 4))), 0, 0.5, SUBJECT, 1)
+            at = (box[0], max(12, box[1] - 4))
+            draw.text(canvas, text, at, SUBJECT, 0.5, 1, smooth=False)
         return encode(canvas, self.config.quality, self.config.max_width)
 
     def _one(self, image: np.ndarray, detections: Detections, event: Event) -> Event:
@@ -193,7 +192,6 @@ class Snapshotter:
             tmp.replace(path)  # readers never see half a file
             info["path"] = str(path)
             self._retain()
-        self.taken += 1
         return replace(event, payload={**event.payload, "snapshot": info})
 
     def _retain(self) -> None:
@@ -205,10 +203,6 @@ class Snapshotter:
             doomed += [f for f in files[len(doomed) :] if _mtime(f) < cutoff]
         for f in doomed:
             f.unlink(missing_ok=True)
-
-
-def _pt(xy: Any) -> tuple[int, int]:
-    return round(float(xy[0])), round(float(xy[1]))
 
 
 def _mtime(path: Path) -> float:

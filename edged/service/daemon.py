@@ -33,7 +33,6 @@ PIPELINE_STOP_S = 1.5
 DRAIN_S = 2.5
 # a camera restarted by a reload starts again once the old one has stopped, or after this
 RESTART_STOP_S = 3.0
-STATUS_EVERY_S = 1.0
 LOG_STATUS_EVERY_S = 10.0
 
 
@@ -124,7 +123,7 @@ def run(
     if install_signals:
         _on_signals(stop, hup, wake)
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
-    journal = Journal.open(config.journal)
+    journal = Journal(config.journal)
     listeners = [json_printer(config.device_id, stdout)] if print_events else []
     sink = EventSink(journal, listeners)
     publisher = None

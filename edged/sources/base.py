@@ -194,8 +194,10 @@ class Source(ABC):
                 if next_due is not None and media_ts < next_due - 1e-3:  # stream-time rounding
                     continue
                 # drift-free while keeping up; restart the grid after a gap
-                late = next_due is None or next_due + period <= media_ts
-                next_due = media_ts + period if late else next_due + period
+                if next_due is None or next_due + period <= media_ts:
+                    next_due = media_ts + period
+                else:
+                    next_due += period
             t0 = time.perf_counter()
             try:
                 image = item.to_bgr()

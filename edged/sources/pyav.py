@@ -88,7 +88,7 @@ class PyAVCapture(Capture):
         self._container.close()
 
 
-def _describe(exc: OSError) -> str:
+def _describe(exc: av.FFmpegError | OSError) -> str:
     """FFmpeg's words for the error, without the URI it may repeat (credentials)."""
     if isinstance(exc, av.FFmpegError):
         text = exc.strerror or type(exc).__name__

@@ -25,10 +25,6 @@ class FrameSlot:
         self.dropped = 0
         self.put_count = 0
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def put(self, frame: Frame, stop: threading.Event) -> None:
         with self._wake:
             if self._block:

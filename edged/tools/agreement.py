@@ -11,7 +11,7 @@ import numpy as np
 
 from edged.core.boxes import iou_matrix
 from edged.core.detections import Detections
-from edged.models.detector import Detector
+from edged.models.detector import Detector, DetectRequest
 from edged.tools.model_files import load_cpu_detector
 
 
@@ -160,7 +160,7 @@ def detect_all(
     detector: Detector, frames: Sequence[np.ndarray], min_score: float = 0.3
 ) -> list[Detections]:
     """``Detections`` of every frame (NMS 0.5), one frame per call."""
-    return [detector.detect([f], [min_score], [0.5])[0] for f in frames]
+    return [detector.detect([DetectRequest(f, min_score, 0.5)])[0].detections for f in frames]
 
 
 def compare_models(

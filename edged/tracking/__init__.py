@@ -1,5 +1,5 @@
 """Multi-object tracking: ByteTrack over a batched Kalman filter."""
 
-from edged.tracking.bytetrack import ByteTracker, ByteTrackParams, TrackState
+from edged.tracking.bytetrack import Association, ByteTracker, TrackState
 
-__all__ = ["ByteTrackParams", "ByteTracker", "TrackState"]
+__all__ = ["Association", "ByteTracker", "TrackState"]

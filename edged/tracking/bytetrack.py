@@ -7,34 +7,25 @@ from enum import IntEnum
 
 import numpy as np
 
+from edged.config.camera import TrackerConfig
 from edged.core.boxes import iou_matrix
 from edged.core.detections import Detections
 from edged.tracking import kalman
 from edged.tracking.matching import assign
 
 
-@dataclass(frozen=True)
-class ByteTrackParams:
-    """Tracker settings.
+@dataclass(frozen=True, slots=True)
+class Association:
+    """The matching stages' fixed settings, ByteTrack's own; a camera's ``tracker:`` section
+    (``TrackerConfig``) holds the rest.
 
-    Detections with ``score >= high_thresh`` take part in the first stage, those in
-    ``[low_thresh, high_thresh)`` in the second; unmatched high ones with
-    ``score >= new_track_thresh`` start tentative tracks. The ``*_iou`` values are minimum
-    similarities (IoU, times score when ``fuse_score``) for the first, second and tentative
-    stages. A track is confirmed, and gets an id, after ``min_hits`` matched frames; a lost
-    track is kept ``lost_track_buffer_s`` seconds. With ``class_aware`` a detection only
-    matches tracks of its class.
+    The ``*_iou`` values are the least similarities (IoU, times the detection's score when
+    ``fuse_score``) for the second stage (tracked tracks against low-score detections) and
+    for tentative tracks; the first stage's is the config's ``match_iou``.
     """
 
-    high_thresh: float = 0.5
-    low_thresh: float = 0.1
-    new_track_thresh: float = 0.6
-    match_iou: float = 0.1
     second_match_iou: float = 0.5
     tentative_match_iou: float = 0.3
-    min_hits: int = 2
-    lost_track_buffer_s: float = 2.0
-    class_aware: bool = False
     fuse_score: bool = True
 
 
@@ -50,11 +41,25 @@ class TrackState(IntEnum):
 _TENTATIVE, _TRACKED, _LOST = (int(s) for s in TrackState)
 
 
-class ByteTracker:
-    """Assigns persistent ids to detections, one ``update`` per frame."""
+# the tracker of a camera with no ``tracker:`` section
+DEFAULTS = TrackerConfig()
 
-    def __init__(self, params: ByteTrackParams = ByteTrackParams()) -> None:
-        self.params = params
+
+class ByteTracker:
+    """Assigns persistent ids to detections, one ``update`` per frame.
+
+    Detections with ``score >= high_thresh`` take part in the first stage, those in
+    ``[low_thresh, high_thresh)`` in the second; unmatched high ones with
+    ``score >= new_track_thresh`` start tentative tracks. A track is confirmed, and gets an
+    id, after ``min_hits`` matched frames; a lost track is kept ``lost_track_buffer_s``
+    seconds. With ``class_aware`` a detection only matches tracks of its class.
+    """
+
+    def __init__(
+        self, config: TrackerConfig = DEFAULTS, association: Association = Association()
+    ) -> None:
+        self.config = config
+        self.association = association
         self._next_id = 1
         self.reset()
 
@@ -81,7 +86,7 @@ class ByteTracker:
 
         Returns the detections matched to confirmed tracks, with ``track_id`` set.
         """
-        p = self.params
+        p, assoc = self.config, self.association
         self._ended = []
         # Before association, so that a track gone longer than the buffer can't be re-found.
         self._remove_expired(ts)
@@ -104,7 +109,7 @@ class ByteTracker:
         low = (score >= p.low_thresh) & ~high
         # One IoU matrix for all stages: each stage takes its rows and columns of it.
         iou = iou_matrix(kalman.xyah_to_xyxy(self._mean[:, :4]), detections.xyxy)
-        fused = iou * score[None, :] if p.fuse_score else iou
+        fused = iou * score[None, :] if assoc.fuse_score else iou
 
         def associate(tracks: np.ndarray, dets: np.ndarray, fusable: bool, min_sim: float) -> None:
             if len(tracks) == 0 or len(dets) == 0:
@@ -122,11 +127,14 @@ class ByteTracker:
             np.flatnonzero((state == _TRACKED) & ~track_matched),
             np.flatnonzero(low),
             False,
-            p.second_match_iou,
+            assoc.second_match_iou,
         )
         unmatched_high = high & (det_track < 0)
         associate(
-            np.flatnonzero(tentative), np.flatnonzero(unmatched_high), True, p.tentative_match_iou
+            np.flatnonzero(tentative),
+            np.flatnonzero(unmatched_high),
+            True,
+            assoc.tentative_match_iou,
         )
 
         matched_dets = np.flatnonzero(det_track >= 0)
@@ -193,6 +201,6 @@ class ByteTracker:
 
     def _remove_expired(self, ts: float) -> None:
         """Drop lost tracks not seen for longer than the buffer."""
-        expired = (self._state == _LOST) & (ts - self._last_seen > self.params.lost_track_buffer_s)
+        expired = (self._state == _LOST) & (ts - self._last_seen > self.config.lost_track_buffer_s)
         if expired.any():
             self._keep(~expired)

@@ -6,28 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from edged.analytics.tracked import TrackedFrame
+from edged.core import draw
 
 # BGR; zones and lines in colours no track gets
 ZONE = (255, 0, 255)
 LINE = (0, 255, 255)
-TEXT = (255, 255, 255)
-PALETTE = [
-    (75, 25, 230),
-    (75, 180, 60),
-    (200, 130, 0),
-    (48, 130, 245),
-    (180, 30, 145),
-    (240, 240, 70),
-    (60, 245, 210),
-    (0, 128, 128),
-    (195, 255, 170),
-    (128, 0, 0),
-]
-FONT = cv2.FONT_HERSHEY_SIMPLEX
+HEADER = (40, 40, 40)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,62 +46,25 @@ def annotate(
     thick = max(1, round(min(h, w) / 300))
     scale = max(0.4, min(h, w) / 1100)
     if zones:
-        shade = out.copy()
-        for zone in zones:
-            cv2.fillPoly(shade, [_int(zone.polygon)], ZONE)
-        cv2.addWeighted(shade, 0.2, out, 0.8, 0, dst=out)
+        draw.shade(out, [zone.polygon for zone in zones], ZONE, 0.2)
     for zone in zones:
-        pts = _int(zone.polygon)
-        cv2.polylines(out, [pts], True, ZONE, thick + 1, cv2.LINE_AA)
+        draw.polygon(out, zone.polygon, ZONE, thick + 1)
         occupancy = ", ".join(f"{n} {label}" for label, n in zone.counts.items()) or "empty"
         x, y = zone.polygon.min(axis=0)
-        _label(out, f"{zone.name}: {occupancy}", (int(x), int(y)), ZONE, scale, thick)
+        draw.label(out, f"{zone.name}: {occupancy}", (int(x), int(y)), ZONE, scale, thick)
     for line in lines:
-        p0 = (round(line.p0[0]), round(line.p0[1]))
-        p1 = (round(line.p1[0]), round(line.p1[1]))
-        cv2.line(out, p0, p1, LINE, thick + 1, cv2.LINE_AA)
+        p0, p1 = draw.point(line.p0), draw.point(line.p1)
+        draw.line(out, p0, p1, LINE, thick + 1)
         mid = ((p0[0] + p1[0]) // 2, (p0[1] + p1[1]) // 2)
         text = f"{line.name}: in {line.totals_in} out {line.totals_out}"
-        _label(out, text, mid, LINE, scale, thick)
+        draw.label(out, text, mid, LINE, scale, thick)
     objects = tracked.objects
     for i in range(len(objects)):
-        x1, y1, x2, y2 = (round(float(v)) for v in objects.xyxy[i])
         tid = -1 if objects.track_id is None else int(objects.track_id[i])
-        color = PALETTE[tid % len(PALETTE)]
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
+        color = draw.track_color(tid)
+        draw.box(out, objects.xyxy[i], color, thick)
         text = f"#{tid} {tracked.label(i)} {float(objects.score[i]):.2f}"
-        _label(out, text, (x1, y1), color, scale, thick)
+        draw.label(out, text, draw.point(objects.xyxy[i][:2]), color, scale, thick)
     if header:
-        _label(out, header, (0, 0), (40, 40, 40), scale, thick, below=True)
+        draw.label(out, header, (0, 0), HEADER, scale, thick, below=True)
     return out
-
-
-def _int(points: np.ndarray) -> np.ndarray:
-    return np.round(points).astype(np.int32).reshape(-1, 1, 2)
-
-
-def _label(
-    out: np.ndarray,
-    text: str,
-    at: tuple[int, int],
-    color: tuple[int, int, int],
-    scale: float,
-    thick: int,
-    below: bool = False,
-) -> None:
-    """Text on a filled box of ``color``, above ``at`` (below it when there is no room)."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
-    x = min(max(at[0], 0), max(out.shape[1] - tw - 4, 0))
-    top = at[1] if below or at[1] - th - base - 4 < 0 else at[1] - th - base - 4
-    cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), color, cv2.FILLED)
-    dark = sum(color) > 380  # light fill: dark text
-    cv2.putText(
-        out,
-        text,
-        (x + 2, top + th + 2),
-        FONT,
-        scale,
-        (0, 0, 0) if dark else TEXT,
-        thick,
-        cv2.LINE_AA,
-    )

@@ -64,7 +64,7 @@ def health(pipeline: Pipeline, stale_s: float) -> tuple[bool, dict[str, Any]]:
     """(all cameras fine, the JSON body): each camera's state, and why it is not fine."""
     cams = {name: camera_health(cam, stale_s) for name, cam in pipeline.cameras.items()}
     ok = all(c.ok for c in cams.values())
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if ok else "unhealthy",
         "cameras": {name: c.as_dict() for name, c in cams.items()},
     }

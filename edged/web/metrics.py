@@ -13,7 +13,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from edged.core.latency import STAGES, Latency
+from edged.core.latency import Latency
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
@@ -65,8 +65,8 @@ class PipelineCollector(Collector):
             labels=["camera", "stage"],
         )
         for camera, cam in cameras.items():
-            for stage in STAGES:
-                _add_latency(stages, [camera, stage], cam.stages[stage])
+            for stage, latency in cam.stages.items():
+                _add_latency(stages, [camera, stage], latency)
         yield stages
         batches = HistogramMetricFamily(
             "edged_inference_batch_size", "Frames per engine run", labels=["model"]
