@@ -23,7 +23,7 @@ from edged.config.scene_retail import MonitorConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
-from edged.scenes.retail_shelf import Held, RetailShelf, dedupe
+from edged.scenes.retail_shelf import RetailShelf, dedupe
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
 from tests.daemon import run_clip
 from tests.paths import ROOT
@@ -230,24 +230,6 @@ def test_motion_ignores_an_exposure_change_but_sees_a_hand() -> None:
     assert mon.motion(prepare(shelf({"a": 1}, gain=1.15, seed=2), rect, 0.25)) < 0.01
     hand = shelf({"a": 1}, gain=1.15, seed=3, hand=(30, 60, 90, 150))
     assert mon.motion(prepare(hand, rect, 0.25)) > 0.2
-
-
-# -- the debounce -------------------------------------------------------------------------
-
-
-def test_held_needs_hold_s_of_observed_time_and_pauses_across_gaps() -> None:
-    held = Held(1.0)
-    assert not held.update(1, 0.0)  # the first value waits hold_s too
-    assert not held.update(1, 0.5)
-    assert held.update(1, 1.0) and held.state == 1
-    assert not held.update(0, 2.0)
-    assert not held.update(None, 2.5)  # frozen: the gap doesn't count...
-    assert not held.update(0, 4.0)  # ...so only 0 s observed so far
-    assert not held.update(0, 4.5)
-    assert held.update(0, 5.0) and held.state == 0 and held.since == 2.0
-    assert not held.update(1, 6.0)
-    assert not held.update(0, 6.5)  # the old value again: the candidate is gone
-    assert not held.update(1, 7.0) and held.candidate == 1 and held.since == 7.0
 
 
 def test_dedupe_merges_one_item_seen_as_two_classes() -> None:

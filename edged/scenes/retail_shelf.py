@@ -39,43 +39,8 @@ from edged.core import topics
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
+from edged.core.hold import Hold
 from edged.scenes.shelf_monitor import Prepared, SlotMonitor, prepare, union_rect
-
-
-class Held:
-    """A debounced value: a new value becomes the state once it has been observed for
-    ``hold_s`` seconds (on the caller's clock) with no other value in between.
-
-    ``None`` (frozen: occluded, or nothing measured) pauses the count rather than breaking
-    it: the time across a gap doesn't count, and the candidate resumes when observations
-    resume. So a shopper reaching in now and then delays a change but can't hide it, and
-    can't invent one either — only observed time counts.
-    """
-
-    def __init__(self, hold_s: float) -> None:
-        self.hold_s = hold_s
-        self.state: int | None = None
-        self.candidate: int | None = None
-        self.since = 0.0  # when the candidate was first observed
-        self.held_s = 0.0  # how long it has been observed
-        self._last: float | None = None  # the previous observation, None after a gap
-
-    def update(self, value: int | None, ts: float) -> bool:
-        """True when ``state`` changed on this observation."""
-        last, self._last = self._last, (None if value is None else ts)
-        if value is None:
-            return False
-        if value == self.state:
-            self.candidate = None
-            return False
-        if value != self.candidate:
-            self.candidate, self.since, self.held_s = value, ts, 0.0
-        elif last is not None:
-            self.held_s += max(ts - last, 0.0)
-        if self.held_s >= self.hold_s:
-            self.state, self.candidate = value, None
-            return True
-        return False
 
 
 def dedupe(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
@@ -104,13 +69,12 @@ class _Slot:
     polygon: Polygon
     groups: list[str]
     monitor: SlotMonitor
-    held: Held
+    held: Hold[int]  # the slot's count: a new one must be observed hold_s (gaps pause)
     frozen_until: float = float("-inf")
     # this frame's observations, for the payload
     detector: int | None = None
     monitor_count: int | None = None
     missing: float | None = None
-    since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -173,7 +137,7 @@ class RetailShelf:
                     poly,
                     list(self.groups) if s.products is None else s.products,
                     monitor,
-                    Held(scene.hold_s),
+                    Hold[int](scene.hold_s, clock="observed"),
                 )
             )
         ref = scene.monitor.reference_image
@@ -287,7 +251,6 @@ class RetailShelf:
         before = slot.held.state
         if not slot.held.update(observed, ts):
             return []
-        slot.since = slot.held.since  # when the new count was first seen
         return [self._stock_change(slot, before, tf), *self._slot_alerts(slot, tf)]
 
     def _stock_change(self, slot: _Slot, before: int | None, tf: TrackedFrame) -> Event:
@@ -299,7 +262,7 @@ class RetailShelf:
             "expected": slot.config.expected,
             "method": slot.method,
             "media_ts": round(tf.media_ts, 3),
-            "since_media_ts": round(min(slot.since, tf.media_ts), 3),
+            "since_media_ts": round(min(slot.held.since, tf.media_ts), 3),  # first seen
             "held_s": round(slot.held.held_s, 3),
         }
         if slot.detector is not None:
