@@ -65,7 +65,8 @@ def test_force_sets_the_state_and_the_run_keeps_its_time() -> None:
 
 class OldDebounce:
     def __init__(self, on_s: float, off_s: float) -> None:
-        self.on_s, self.off_s, self.active, self.since = on_s, off_s, False, None
+        self.on_s, self.off_s, self.active = on_s, off_s, False
+        self.since: float | None = None
 
     def update(self, raw: bool, now: float) -> bool:
         if raw == self.active:
@@ -81,8 +82,11 @@ class OldDebounce:
 
 class OldHeld:
     def __init__(self, hold_s: float) -> None:
-        self.hold_s, self.state, self.candidate = hold_s, None, None
-        self.since, self.held_s, self._last = 0.0, 0.0, None
+        self.hold_s = hold_s
+        self.state: int | None = None
+        self.candidate: int | None = None
+        self.since, self.held_s = 0.0, 0.0
+        self._last: float | None = None
 
     def update(self, value: int | None, ts: float) -> bool:
         last, self._last = self._last, (None if value is None else ts)
