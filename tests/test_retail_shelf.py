@@ -23,7 +23,7 @@ from edged.config.scene_retail import MonitorConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
-from edged.scenes.retail_shelf import RetailShelf, dedupe
+from edged.scenes.retail_shelf import RetailShelf
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
 from tests.daemon import run_clip
 from tests.paths import ROOT
@@ -230,12 +230,6 @@ def test_motion_ignores_an_exposure_change_but_sees_a_hand() -> None:
     assert mon.motion(prepare(shelf({"a": 1}, gain=1.15, seed=2), rect, 0.25)) < 0.01
     hand = shelf({"a": 1}, gain=1.15, seed=3, hand=(30, 60, 90, 150))
     assert mon.motion(prepare(hand, rect, 0.25)) > 0.2
-
-
-def test_dedupe_merges_one_item_seen_as_two_classes() -> None:
-    xyxy = np.array([[0, 0, 10, 30], [1, 0, 11, 31], [20, 0, 30, 30]], np.float32)
-    score = np.array([0.4, 0.5, 0.45], np.float32)
-    assert sorted(dedupe(xyxy, score, 0.5).tolist()) == [1, 2]
 
 
 # -- the monitor in the scene -------------------------------------------------------------

@@ -36,29 +36,12 @@ from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.config.scene_retail import RetailShelfConfig, SlotConfig
 from edged.core import topics
+from edged.core.boxes import nms
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.core.hold import Hold
 from edged.scenes.shelf_monitor import Prepared, SlotMonitor, prepare, union_rect
-
-
-def dedupe(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy NMS (highest score first)."""
-    order = np.argsort(-score, kind="stable")
-    kept: list[int] = []
-    for i in order.tolist():
-        b = xyxy[i]
-        if kept:
-            k = xyxy[kept]
-            iw = np.clip(np.minimum(k[:, 2], b[2]) - np.maximum(k[:, 0], b[0]), 0, None)
-            ih = np.clip(np.minimum(k[:, 3], b[3]) - np.maximum(k[:, 1], b[1]), 0, None)
-            inter = iw * ih
-            union = (k[:, 2] - k[:, 0]) * (k[:, 3] - k[:, 1]) + (b[2] - b[0]) * (b[3] - b[1])
-            if np.any(inter > iou * (union - inter)):
-                continue
-        kept.append(i)
-    return np.asarray(kept, np.intp)
 
 
 @dataclass(slots=True)
@@ -202,7 +185,7 @@ class RetailShelf:
             if not len(mine):
                 out[group] = np.zeros((0, 2), np.float32)
                 continue
-            keep = dedupe(mine.xyxy, mine.score, self.config.product_iou)
+            keep = nms(mine.xyxy, mine.score, self.config.product_iou)
             xyxy = mine.xyxy[keep]
             out[group] = np.stack(
                 [(xyxy[:, 0] + xyxy[:, 2]) * 0.5, (xyxy[:, 1] + xyxy[:, 3]) * 0.5], axis=1
