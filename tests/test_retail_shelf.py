@@ -19,10 +19,11 @@ from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.loader import ConfigError, load
-from edged.config.scene_retail import MonitorConfig
+from edged.config.scene_retail import MonitorConfig, RetailShelfConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
+from edged.outputs.schema import event_kinds
 from edged.scenes.retail_shelf import RetailShelf
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
 from tests.daemon import run_clip
@@ -587,6 +588,12 @@ def test_clip_stock_changes_follow_the_ground_truth(clip_events: list[dict[str, 
             # never before it happened, never later than the lag after the hand was gone
             assert t <= e["media_ts"] <= gone + LAG_S, (slot, e, t, gone)
             assert e["detector_count"] == after and e["monitor_count"] == after
+
+
+def test_clip_raises_only_the_declared_kinds(clip_events: list[dict[str, Any]]) -> None:
+    assert {e["kind"] for e in clip_events} <= set(event_kinds())
+    alerts = {e["alert"] for e in clip_events if e["kind"] == "alert"}
+    assert alerts <= set(RetailShelfConfig.alerts)
 
 
 def test_clip_alerts_pair_up(clip_events: list[dict[str, Any]]) -> None:

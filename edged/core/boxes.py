@@ -38,10 +38,10 @@ def nms_per_class(
         return np.zeros(0, np.int64)
     xywh = xyxy.copy()
     xywh[:, 2:] -= xyxy[:, :2]
-    keep = cv2.dnn.NMSBoxesBatched(
+    found = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), score.tolist(), class_id.tolist(), 0.0, iou, top_k=max_det
     )
-    keep = np.asarray(keep, np.int64).reshape(-1)
+    keep = np.asarray(found, np.int64).reshape(-1)
     return keep[np.argsort(-score[keep], kind="stable")]
 
 
