@@ -9,9 +9,12 @@ import jsonschema
 import pytest
 
 from edged.config.events import JournalConfig
+from edged.config.scene_traffic import TrafficConfig
+from edged.config.scenes import PRESETS
 from edged.core.event import Event
+from edged.outputs import schema as event_schema
 from edged.outputs.journal import Journal
-from edged.outputs.schema import json_schema
+from edged.outputs.schema import GENERIC_KINDS, event_kinds, json_schema
 from tests.schema import validator
 
 
@@ -30,6 +33,46 @@ def test_the_schema_is_shipped_valid_and_names_every_kind() -> None:
         "kind",
     }
     assert "overflow" in schema["properties"]["kind"]["enum"]
+
+
+def test_the_kinds_are_the_generic_ones_and_every_presets() -> None:
+    schema = json_schema()
+    kinds = schema["properties"]["kind"]["enum"]
+    assert kinds == event_kinds()
+    assert set(kinds) == set(GENERIC_KINDS) | {
+        k for model in PRESETS.values() for k in model.event_kinds
+    }
+    assert kinds == [
+        "alert",
+        "camera_status",
+        "checkout_queue",
+        "entrance_occupancy",
+        "line_crossing",
+        "line_totals",
+        "object",
+        "overflow",
+        "shopper_dwell",
+        "stats",
+        "stock_change",
+        "traffic_passage",
+        "traffic_totals",
+        "zone_enter",
+        "zone_exit",
+        "zone_occupancy",
+    ]
+    # each kind requires its own definition, and every definition exists
+    dispatch = {c["if"]["properties"]["kind"]["const"]: c["then"]["$ref"] for c in schema["allOf"]}
+    assert dispatch == {k: f"#/$defs/{k}" for k in kinds}
+    assert all(k in schema["$defs"] for k in kinds)
+
+
+def test_a_kind_without_its_definition_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Mystery(TrafficConfig):
+        event_kinds = ("traffic_mystery",)
+
+    monkeypatch.setattr(event_schema, "PRESETS", {**PRESETS, "mystery": Mystery})
+    with pytest.raises(LookupError, match="traffic_mystery"):
+        json_schema()
 
 
 def test_an_overflow_event_from_the_journal_validates(tmp_path: Path) -> None:

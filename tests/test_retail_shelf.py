@@ -19,11 +19,12 @@ from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.loader import ConfigError, load
-from edged.config.scene_retail import MonitorConfig
+from edged.config.scene_retail import MonitorConfig, RetailShelfConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
-from edged.scenes.retail_shelf import Held, RetailShelf, dedupe
+from edged.outputs.schema import event_kinds
+from edged.scenes.retail_shelf import RetailShelf
 from edged.scenes.shelf_monitor import SlotMonitor, prepare, union_rect
 from tests.daemon import run_clip
 from tests.paths import ROOT
@@ -230,30 +231,6 @@ def test_motion_ignores_an_exposure_change_but_sees_a_hand() -> None:
     assert mon.motion(prepare(shelf({"a": 1}, gain=1.15, seed=2), rect, 0.25)) < 0.01
     hand = shelf({"a": 1}, gain=1.15, seed=3, hand=(30, 60, 90, 150))
     assert mon.motion(prepare(hand, rect, 0.25)) > 0.2
-
-
-# -- the debounce -------------------------------------------------------------------------
-
-
-def test_held_needs_hold_s_of_observed_time_and_pauses_across_gaps() -> None:
-    held = Held(1.0)
-    assert not held.update(1, 0.0)  # the first value waits hold_s too
-    assert not held.update(1, 0.5)
-    assert held.update(1, 1.0) and held.state == 1
-    assert not held.update(0, 2.0)
-    assert not held.update(None, 2.5)  # frozen: the gap doesn't count...
-    assert not held.update(0, 4.0)  # ...so only 0 s observed so far
-    assert not held.update(0, 4.5)
-    assert held.update(0, 5.0) and held.state == 0 and held.since == 2.0
-    assert not held.update(1, 6.0)
-    assert not held.update(0, 6.5)  # the old value again: the candidate is gone
-    assert not held.update(1, 7.0) and held.candidate == 1 and held.since == 7.0
-
-
-def test_dedupe_merges_one_item_seen_as_two_classes() -> None:
-    xyxy = np.array([[0, 0, 10, 30], [1, 0, 11, 31], [20, 0, 30, 30]], np.float32)
-    score = np.array([0.4, 0.5, 0.45], np.float32)
-    assert sorted(dedupe(xyxy, score, 0.5).tolist()) == [1, 2]
 
 
 # -- the monitor in the scene -------------------------------------------------------------
@@ -611,6 +588,12 @@ def test_clip_stock_changes_follow_the_ground_truth(clip_events: list[dict[str, 
             # never before it happened, never later than the lag after the hand was gone
             assert t <= e["media_ts"] <= gone + LAG_S, (slot, e, t, gone)
             assert e["detector_count"] == after and e["monitor_count"] == after
+
+
+def test_clip_raises_only_the_declared_kinds(clip_events: list[dict[str, Any]]) -> None:
+    assert {e["kind"] for e in clip_events} <= set(event_kinds())
+    alerts = {e["alert"] for e in clip_events if e["kind"] == "alert"}
+    assert alerts <= set(RetailShelfConfig.alerts)
 
 
 def test_clip_alerts_pair_up(clip_events: list[dict[str, Any]]) -> None:

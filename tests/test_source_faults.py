@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edged.config.camera import SourceConfig
+from edged.config.camera import SourceConfig, UsbConfig
+from edged.sources.capture import SourceError
 from edged.sources.factory import make_source
+from edged.sources.opencv import V4L2Capture
 from edged.sources.slot import FrameSlot
 from tests.conftest import free_port
 from tests.daemon import Daemon, camera_config
@@ -116,6 +118,18 @@ def test_missing_usb_device_mocked_hardware_edge(tmp_path: Path) -> None:
     # no USB camera exists here: a device path that is absent is the fault under test
     daemon = Daemon(camera_config(tmp_path, {"uri": "/dev/video99"}))
     retried_then_terminated(daemon, "/dev/video99 not found")
+
+
+def test_usb_mode_with_a_frame_rate_reaches_the_device_mocked_hardware_edge(
+    tmp_path: Path,
+) -> None:
+    # a file that is no capture device stands in for the camera: the open must get as far as
+    # the device with the mode asked for (a float fps once failed in OpenCV's argument parsing)
+    not_a_camera = tmp_path / "video7"
+    not_a_camera.write_bytes(b"")
+    wanted = UsbConfig(width=640, height=480, fps=30, fourcc="MJPG")
+    with pytest.raises(SourceError, match="busy or not a capture device"):
+        V4L2Capture(str(not_a_camera), wanted, read_timeout_s=1.0)
 
 
 def test_latency_stays_bounded_when_inference_is_slower_than_the_camera() -> None:

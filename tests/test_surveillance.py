@@ -10,9 +10,10 @@ import pytest
 
 from edged.analytics.tracked import TrackedFrame
 from edged.config import ConfigError, load
-from edged.config.scene_surveillance import TimeWindow
+from edged.config.scene_surveillance import SurveillanceConfig, TimeWindow
 from edged.core.detections import Detections
 from edged.core.event import Event
+from edged.outputs.schema import event_kinds
 from edged.scenes.surveillance import Surveillance, armed
 from tests.daemon import run_clip
 from tests.paths import ROOT
@@ -91,6 +92,9 @@ def test_unarmed_zone_and_other_classes_raise_nothing(tmp_path: Path) -> None:
 def test_preset_on_the_sample_clip(tmp_path: Path) -> None:
     events = run_clip(CONFIG, "campus", tmp_path / "j.db")
     alerts = [(e["alert"], e["state"]) for e in events if e["kind"] == "alert"]
+    # only kinds it declares (loitering and crowding are the zones')
+    assert {a for a, _ in alerts} <= {*SurveillanceConfig.alerts, "loitering", "crowding"}
+    assert set(SurveillanceConfig.event_kinds) <= {e["kind"] for e in events} <= set(event_kinds())
     for kind in ("intrusion", "loitering", "crowding"):
         assert alerts.count((kind, "start")) == alerts.count((kind, "end")) >= 1, alerts
     occupancy = [e for e in events if e["kind"] == "entrance_occupancy"]

@@ -18,6 +18,7 @@ from edged.config.scene_traffic import TrafficConfig
 from edged.core.detections import Detections
 from edged.core.event import Event
 from edged.core.frame import Frame
+from edged.outputs.schema import event_kinds
 from edged.scenes.traffic import Traffic
 from tests.daemon import run_clip
 from tests.paths import ROOT
@@ -440,6 +441,12 @@ def test_clip_counts_match_the_eye_counted_ground_truth(
     counted = [e for e in clip_events if e["kind"] == "traffic_passage" and e["counted"]]
     assert len(counted) == sum(lane["total"] for lane in lanes.values())
     assert {e["label"] for e in counted} <= {"car", "truck"}
+
+
+def test_clip_raises_only_the_declared_kinds(clip_events: list[dict[str, Any]]) -> None:
+    kinds = {e["kind"] for e in clip_events}
+    assert set(TrafficConfig.event_kinds) <= kinds <= set(event_kinds())
+    assert {e["alert"] for e in clip_events if e["kind"] == "alert"} <= set(TrafficConfig.alerts)
 
 
 def test_clip_speeds_and_alerts(clip_events: list[dict[str, Any]]) -> None:

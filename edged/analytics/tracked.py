@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edged.core.detections import Detections
-from edged.core.detections import class_ids as class_filter
 from edged.core.masks import PersonMask
-
-# scenes/ still import class_filter from here
-__all__ = ["TrackedFrame", "class_filter"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,14 @@ checkout queue."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import PolygonPoints
 from edged.config.paths import resolve
+from edged.config.scene_preset import PresetConfig
 from edged.core.detections import Anchor
 
 Method = Literal["detector", "monitor", "both"]
@@ -103,8 +104,11 @@ class CheckoutConfig(StrictModel):
     )
 
 
-class RetailShelfConfig(StrictModel):
+class RetailShelfConfig(PresetConfig):
     preset: Literal["retail_shelf"]
+    alerts: ClassVar[tuple[str, ...]] = ("empty_slot", "low_stock", "long_queue")
+    event_kinds: ClassVar[tuple[str, ...]] = ("stock_change", "shopper_dwell", "checkout_queue")
+
     method: Method = Field("both", description="how slots are counted unless a slot says")
     fuse: Literal["max", "min"] = Field(
         "max",

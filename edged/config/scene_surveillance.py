@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
 from edged.config.base import StrictModel
+from edged.config.scene_preset import PresetConfig
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -44,8 +45,11 @@ class RestrictedZone(StrictModel):
     )
 
 
-class SurveillanceConfig(StrictModel):
+class SurveillanceConfig(PresetConfig):
     preset: Literal["surveillance"]
+    alerts: ClassVar[tuple[str, ...]] = ("intrusion",)
+    event_kinds: ClassVar[tuple[str, ...]] = ("entrance_occupancy",)
+
     timezone: str | None = Field(None, description="IANA name for schedules (default: local)")
     restricted: dict[str, RestrictedZone] = Field(
         default_factory=dict, description="zones (by name) where presence is an intrusion"

@@ -5,12 +5,13 @@ congestion and speeding alerts."""
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edged.config.base import StrictModel, topic_level_names
 from edged.config.geometry import Points, PolygonPoints
+from edged.config.scene_preset import PresetConfig
 from edged.core.detections import Anchor
 
 NamedDirection = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
@@ -112,8 +113,11 @@ class CongestionConfig(StrictModel):
     clear_s: float = Field(5.0, ge=0)
 
 
-class TrafficConfig(StrictModel):
+class TrafficConfig(PresetConfig):
     preset: Literal["traffic"]
+    alerts: ClassVar[tuple[str, ...]] = ("wrong_way", "stopped_vehicle", "speeding", "congestion")
+    event_kinds: ClassVar[tuple[str, ...]] = ("traffic_passage", "traffic_totals")
+
     classes: list[str] = Field(
         default_factory=lambda: list(VEHICLES), description="the labels that are vehicles"
     )

@@ -1,4 +1,5 @@
-"""Box geometry on N×4 xyxy arrays: pairwise IoU and non-maximum suppression."""
+"""Box geometry on N×4 xyxy arrays: pairwise IoU and non-maximum suppression (per class with
+OpenCV for detector outputs, or plain greedy for a few boxes)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,26 @@ import cv2
 import numpy as np
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """N×M IoU between N×4 and M×4 xyxy boxes."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
+def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """N×M intersection and union areas of N×4 and M×4 xyxy boxes, in their own precision."""
     # in place where possible: at tens of boxes the cost is the number of numpy calls
     iw = np.minimum(a[:, None, 2], b[None, :, 2])
     iw -= np.maximum(a[:, None, 0], b[None, :, 0])
-    np.maximum(iw, 0.0, out=iw)
+    np.maximum(iw, 0, out=iw)
     ih = np.minimum(a[:, None, 3], b[None, :, 3])
     ih -= np.maximum(a[:, None, 1], b[None, :, 1])
-    np.maximum(ih, 0.0, out=ih)
+    np.maximum(ih, 0, out=ih)
     inter = np.multiply(iw, ih, out=iw)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :]
     union -= inter
+    return inter, union
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """N×M IoU between N×4 and M×4 xyxy boxes."""
+    inter, union = _overlaps(np.asarray(a, np.float64), np.asarray(b, np.float64))
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -33,8 +38,22 @@ def nms_per_class(
         return np.zeros(0, np.int64)
     xywh = xyxy.copy()
     xywh[:, 2:] -= xyxy[:, :2]
-    keep = cv2.dnn.NMSBoxesBatched(
+    found = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), score.tolist(), class_id.tolist(), 0.0, iou, top_k=max_det
     )
-    keep = np.asarray(keep, np.int64).reshape(-1)
+    keep = np.asarray(found, np.int64).reshape(-1)
     return keep[np.argsort(-score[keep], kind="stable")]
+
+
+def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy NMS, best first (equal scores in their order): a box is dropped
+    when it overlaps a kept box by more than ``iou``, compared as intersection > iou × union
+    in the boxes' own precision."""
+    order = np.argsort(-score, kind="stable")
+    inter, union = _overlaps(xyxy, xyxy)
+    suppresses = inter > iou * union
+    kept: list[int] = []
+    for i in order.tolist():
+        if not kept or not suppresses[i, kept].any():
+            kept.append(i)
+    return np.asarray(kept, np.intp)

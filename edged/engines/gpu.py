@@ -68,7 +68,7 @@ def import_cudart() -> ModuleType:
     except ImportError:
         pass
     try:
-        from cuda import cudart  # type: ignore[attr-defined]  # cuda-python < 12.6
+        from cuda import cudart  # cuda-python < 12.6
 
         return cudart
     except ImportError as exc:

@@ -15,15 +15,10 @@ from edged.config import Config
 from edged.config.camera import CameraConfig
 from edged.core import topics
 
-# Alerts each scene preset can raise (topic ``<camera>/alerts/<kind>``).
-PRESET_ALERTS = {
-    "surveillance": ("intrusion",),
-    "retail_shelf": ("empty_slot", "low_stock", "long_queue"),
-    "traffic": ("wrong_way", "stopped_vehicle", "speeding", "congestion"),
-}
-
 
 def alert_kinds(camera: CameraConfig) -> list[str]:
+    """The alerts the camera can raise (topic ``<camera>/alerts/<kind>``): its zones' and
+    its scene preset's."""
     kinds: set[str] = set()
     for zone in camera.zones.values():
         if zone.loiter_s is not None:
@@ -31,7 +26,7 @@ def alert_kinds(camera: CameraConfig) -> list[str]:
         if zone.crowd_threshold is not None:
             kinds.add("crowding")
     if camera.scene is not None:
-        kinds.update(PRESET_ALERTS[camera.scene.preset])
+        kinds.update(camera.scene.alerts)
     return sorted(kinds)
 
 

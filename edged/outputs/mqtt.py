@@ -237,7 +237,7 @@ class MqttPublisher:
                 _OFFLINE_WAIT_S,
             )
             sock = self._client.socket()
-            if sock is not None:
+            if isinstance(sock, socket.socket):  # TCP or TLS (edged uses no websockets)
                 with contextlib.suppress(OSError):  # already closed by the network thread
                     sock.shutdown(socket.SHUT_RDWR)
         # After a shutdown nothing can be sent any more; this just ends paho's loop at once.

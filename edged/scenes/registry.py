@@ -1,17 +1,27 @@
-"""The scene module for a camera's ``scene.preset``."""
+"""The scene module for a camera's ``scene.preset``: each preset's settings model (the
+presets are listed once, in ``edged.config.scenes``) and the scene class it configures."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
 from edged.config.camera import CameraConfig
+from edged.config.scene_preset import PresetConfig
+from edged.config.scene_retail import RetailShelfConfig
+from edged.config.scene_surveillance import SurveillanceConfig
+from edged.config.scene_traffic import TrafficConfig
 from edged.scenes.base import SceneModule
+from edged.scenes.retail_shelf import RetailShelf
+from edged.scenes.surveillance import Surveillance
+from edged.scenes.traffic import Traffic
 
-# preset → "module:Class"; each class is built as Class(camera, camera_config, labels, w, h)
-PRESETS = {
-    "surveillance": "edged.scenes.surveillance:Surveillance",
-    "retail_shelf": "edged.scenes.retail_shelf:RetailShelf",
-    "traffic": "edged.scenes.traffic:Traffic",
+# built as scene(camera, camera_config, labels, width, height)
+SceneFactory = Callable[[str, CameraConfig, list[str], int, int], SceneModule]
+
+SCENES: dict[type[PresetConfig], SceneFactory] = {
+    SurveillanceConfig: Surveillance,
+    RetailShelfConfig: RetailShelf,
+    TrafficConfig: Traffic,
 }
 
 
@@ -20,6 +30,4 @@ def make_scene(
 ) -> SceneModule | None:
     if config.scene is None:
         return None
-    module, _, cls = PRESETS[config.scene.preset].partition(":")
-    scene_cls = getattr(importlib.import_module(module), cls)
-    return scene_cls(camera, config, labels, width, height)  # type: ignore[no-any-return]
+    return SCENES[type(config.scene)](camera, config, labels, width, height)

@@ -30,70 +30,18 @@ import shapely
 from shapely.geometry import Polygon, box
 
 from edged.analytics.alerts import Alerts
-from edged.analytics.tracked import TrackedFrame, class_filter
+from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
 from edged.config.scene_retail import RetailShelfConfig, SlotConfig
 from edged.core import topics
-from edged.core.detections import Detections
+from edged.core.boxes import nms
+from edged.core.detections import Detections, class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
+from edged.core.hold import Hold
 from edged.scenes.shelf_monitor import Prepared, SlotMonitor, prepare, union_rect
-
-
-class Held:
-    """A debounced value: a new value becomes the state once it has been observed for
-    ``hold_s`` seconds (on the caller's clock) with no other value in between.
-
-    ``None`` (frozen: occluded, or nothing measured) pauses the count rather than breaking
-    it: the time across a gap doesn't count, and the candidate resumes when observations
-    resume. So a shopper reaching in now and then delays a change but can't hide it, and
-    can't invent one either — only observed time counts.
-    """
-
-    def __init__(self, hold_s: float) -> None:
-        self.hold_s = hold_s
-        self.state: int | None = None
-        self.candidate: int | None = None
-        self.since = 0.0  # when the candidate was first observed
-        self.held_s = 0.0  # how long it has been observed
-        self._last: float | None = None  # the previous observation, None after a gap
-
-    def update(self, value: int | None, ts: float) -> bool:
-        """True when ``state`` changed on this observation."""
-        last, self._last = self._last, (None if value is None else ts)
-        if value is None:
-            return False
-        if value == self.state:
-            self.candidate = None
-            return False
-        if value != self.candidate:
-            self.candidate, self.since, self.held_s = value, ts, 0.0
-        elif last is not None:
-            self.held_s += max(ts - last, 0.0)
-        if self.held_s >= self.hold_s:
-            self.state, self.candidate = value, None
-            return True
-        return False
-
-
-def dedupe(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy NMS (highest score first)."""
-    order = np.argsort(-score, kind="stable")
-    kept: list[int] = []
-    for i in order.tolist():
-        b = xyxy[i]
-        if kept:
-            k = xyxy[kept]
-            iw = np.clip(np.minimum(k[:, 2], b[2]) - np.maximum(k[:, 0], b[0]), 0, None)
-            ih = np.clip(np.minimum(k[:, 3], b[3]) - np.maximum(k[:, 1], b[1]), 0, None)
-            inter = iw * ih
-            union = (k[:, 2] - k[:, 0]) * (k[:, 3] - k[:, 1]) + (b[2] - b[0]) * (b[3] - b[1])
-            if np.any(inter > iou * (union - inter)):
-                continue
-        kept.append(i)
-    return np.asarray(kept, np.intp)
 
 
 @dataclass(slots=True)
@@ -104,13 +52,12 @@ class _Slot:
     polygon: Polygon
     groups: list[str]
     monitor: SlotMonitor
-    held: Held
+    held: Hold[int]  # the slot's count: a new one must be observed hold_s (gaps pause)
     frozen_until: float = float("-inf")
     # this frame's observations, for the payload
     detector: int | None = None
     monitor_count: int | None = None
     missing: float | None = None
-    since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -133,7 +80,7 @@ class RetailShelf:
 
         def ids(loc: tuple[str | int, ...], names: list[str]) -> np.ndarray:
             try:
-                found = class_filter(labels, names)
+                found = class_ids(labels, names)
             except ValueError as exc:
                 raise FieldError((*base, *loc), str(exc)) from None
             assert found is not None
@@ -173,7 +120,7 @@ class RetailShelf:
                     poly,
                     list(self.groups) if s.products is None else s.products,
                     monitor,
-                    Held(scene.hold_s),
+                    Hold[int](scene.hold_s, clock="observed"),
                 )
             )
         ref = scene.monitor.reference_image
@@ -233,12 +180,12 @@ class RetailShelf:
     def _products(self, objects: Detections) -> dict[str, np.ndarray]:
         """Per product group: the centres (N×2) of its items, duplicates merged."""
         out: dict[str, np.ndarray] = {}
-        for group, class_ids in self.groups.items():
-            mine = objects[np.isin(objects.class_id, class_ids)] if len(objects) else objects
+        for group, ids in self.groups.items():
+            mine = objects[np.isin(objects.class_id, ids)] if len(objects) else objects
             if not len(mine):
                 out[group] = np.zeros((0, 2), np.float32)
                 continue
-            keep = dedupe(mine.xyxy, mine.score, self.config.product_iou)
+            keep = nms(mine.xyxy, mine.score, self.config.product_iou)
             xyxy = mine.xyxy[keep]
             out[group] = np.stack(
                 [(xyxy[:, 0] + xyxy[:, 2]) * 0.5, (xyxy[:, 1] + xyxy[:, 3]) * 0.5], axis=1
@@ -287,7 +234,6 @@ class RetailShelf:
         before = slot.held.state
         if not slot.held.update(observed, ts):
             return []
-        slot.since = slot.held.since  # when the new count was first seen
         return [self._stock_change(slot, before, tf), *self._slot_alerts(slot, tf)]
 
     def _stock_change(self, slot: _Slot, before: int | None, tf: TrackedFrame) -> Event:
@@ -299,7 +245,7 @@ class RetailShelf:
             "expected": slot.config.expected,
             "method": slot.method,
             "media_ts": round(tf.media_ts, 3),
-            "since_media_ts": round(min(slot.since, tf.media_ts), 3),
+            "since_media_ts": round(min(slot.held.since, tf.media_ts), 3),  # first seen
             "held_s": round(slot.held.held_s, 3),
         }
         if slot.detector is not None:

@@ -8,11 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edged.analytics.alerts import Alerts
-from edged.analytics.tracked import TrackedFrame, class_filter
+from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import CameraConfig
 from edged.config.errors import FieldError
 from edged.config.scene_surveillance import DAYS, SurveillanceConfig, TimeWindow
 from edged.core import topics
+from edged.core.detections import class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
 
@@ -59,7 +60,7 @@ class Surveillance:
         }
         for zone, r in scene.restricted.items():
             try:
-                class_filter(labels, r.classes)
+                class_ids(labels, r.classes)
             except ValueError as exc:
                 raise FieldError((*base, "restricted", zone, "classes"), str(exc)) from None
         self.tz = ZoneInfo(scene.timezone) if scene.timezone else None

@@ -25,7 +25,8 @@ class V4L2Capture(Capture):
         if wanted.height:
             params += [cv2.CAP_PROP_FRAME_HEIGHT, wanted.height]
         if wanted.fps:
-            params += [cv2.CAP_PROP_FPS, wanted.fps]
+            # the open's parameters are ints: a float (30.0 from YAML `fps: 30`) fails to parse
+            params += [cv2.CAP_PROP_FPS, round(wanted.fps)]
         self._cap = cv2.VideoCapture(index, cv2.CAP_V4L2, params)
         if not self._cap.isOpened():
             self._cap.release()

@@ -308,7 +308,7 @@ def collect_frames(
 try:  # the reader is an ORT CalibrationDataReader where ORT's quantization tools are present
     from onnxruntime.quantization import CalibrationDataReader as _ReaderBase
 except ImportError:  # pragma: no cover - onnxruntime always ships them today
-    _ReaderBase = object  # type: ignore[assignment,misc]
+    _ReaderBase = object
 
 
 class FrameReader(_ReaderBase):
