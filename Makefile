@@ -1,7 +1,7 @@
 # One command for the demo, one for the tests; both set up what they need first.
 #   make demo   — venv, install, Mosquitto (started privately if none listens), run the demo
 #                 (CONFIG=configs/traffic.yaml and the like for a scene preset)
-#   make test   — venv, install, Mosquitto, ruff, the test suite
+#   make test   — venv, install, Mosquitto, lint (ruff, mypy, import layers), the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -64,8 +64,12 @@ demo: setup
 	kinds = collections.Counter(json.loads(p)["kind"] for _, _, p in (l.partition(" ") for l in open(sys.argv[1])) if p.startswith("{"))
 	print(f"the broker delivered on edged/{sys.argv[2]}/#: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))' "$$work/received" "$$device"
 
+# ruff; mypy (pydantic plugin) on edged/; the floors of the package as import-linter's layers
+# contract (pyproject.toml): an import that points up fails here
 lint: setup
 	$(BIN)/ruff check edged tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup lint
 	$(BIN)/python -m pytest -q

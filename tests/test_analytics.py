@@ -8,7 +8,8 @@ import pytest
 from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
-from edged.analytics.zones import Zone, ZoneRules
+from edged.analytics.zones import Zone
+from edged.config.camera import ZoneConfig
 from edged.config.events import ObjectUpdatesConfig
 from edged.core.detections import Anchor, Detections, class_ids
 
@@ -47,8 +48,13 @@ def test_class_names_become_ids_and_select_detections() -> None:
 SQUARE = np.array([[100, 100], [200, 100], [200, 200], [100, 200]], np.float64)
 
 
+def rules(**settings: object) -> ZoneConfig:
+    """A zone's settings around SQUARE (anchor: bottom centre)."""
+    return ZoneConfig.model_validate({"polygon": SQUARE.tolist(), **settings})
+
+
 def test_zone_enter_exit_occupancy_and_dwell() -> None:
-    zone = Zone("cam", "door", SQUARE, Anchor.BOTTOM_CENTER, None)
+    zone = Zone("cam", "door", SQUARE, rules(), None)
     first = zone.update(frame(0.0, [(1, 50, 150, 0)]))
     assert kinds(first) == ["zone_occupancy"]
     assert first[0].retain and first[0].payload["total"] == 0
@@ -67,7 +73,7 @@ def test_zone_enter_exit_occupancy_and_dwell() -> None:
 
 
 def test_zone_class_filter_and_loitering_alert_starts_once_and_ends() -> None:
-    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, np.array([0]), ZoneRules(loiter_s=2.0))
+    zone = Zone("cam", "z", SQUARE, rules(loiter_s=2.0), np.array([0]))
     zone.update(frame(0.0, [(1, 150, 150, 0), (2, 150, 150, 1)]))
     assert list(zone.members) == [1]
     assert "alert" not in kinds(zone.update(frame(1.9, [(1, 150, 150, 0)])))
@@ -86,7 +92,7 @@ def test_zone_class_filter_and_loitering_alert_starts_once_and_ends() -> None:
 
 
 def test_zone_min_stay_ignores_passers_by() -> None:
-    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(min_stay_s=1.0))
+    zone = Zone("cam", "z", SQUARE, rules(min_stay_s=1.0), None)
     zone.update(frame(0.0, [(1, 150, 150, 0)]))
     # through the zone in 0.5 s: never entered, never exited, never counted
     assert kinds(zone.update(frame(0.5, [(1, 250, 150, 0)]))) == []
@@ -99,7 +105,7 @@ def test_zone_min_stay_ignores_passers_by() -> None:
 def test_zone_min_stay_is_time_not_frames() -> None:
     """The same 1 s stay at 5 fps and at 30 fps enters at the same moment."""
     for fps in (5, 30):
-        zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(min_stay_s=1.0))
+        zone = Zone("cam", "z", SQUARE, rules(min_stay_s=1.0), None)
         entered = None
         for k in range(2 * fps):
             t = k / fps
@@ -110,7 +116,7 @@ def test_zone_min_stay_is_time_not_frames() -> None:
 
 
 def test_crowding_alert_with_start_and_end() -> None:
-    zone = Zone("cam", "z", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(crowd_threshold=2))
+    zone = Zone("cam", "z", SQUARE, rules(crowd_threshold=2), None)
     assert "alert" not in kinds(zone.update(frame(0, [(1, 150, 150, 0)])))
     ev = zone.update(frame(1, [(1, 150, 150, 0), (2, 160, 150, 0)]))
     alerts = [e for e in ev if e.kind == "alert"]
@@ -124,7 +130,7 @@ def test_crowding_alert_with_start_and_end() -> None:
 
 
 def test_queue_length_and_wait_from_recent_stays() -> None:
-    zone = Zone("cam", "q", SQUARE, Anchor.BOTTOM_CENTER, None, ZoneRules(queue=True))
+    zone = Zone("cam", "q", SQUARE, rules(queue=True), None)
     zone.update(frame(0, [(1, 150, 150, 0), (2, 160, 150, 0)]))
     ev = zone.update(frame(30, [(1, 250, 150, 0), (2, 160, 150, 0)]))
     queue = ev[-1].payload["queue"]

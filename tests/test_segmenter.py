@@ -8,8 +8,9 @@ import pytest
 
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
+from edged.config.camera import ZoneConfig
 from edged.config.model import ModelConfig
-from edged.core.detections import Anchor, Detections
+from edged.core.detections import Detections
 from edged.core.masks import PersonMask
 from edged.core.placement import Geometry
 from edged.models.detector import load_detector
@@ -58,7 +59,14 @@ def test_zone_occupancy_ratio_from_the_mask() -> None:
     empty.track_id = np.zeros(0, np.int64)
     geometry = Geometry((200, 100), (1.0, 2.0), (0.0, 0.0))  # 200×100 frame → 200×200 mask
     left = np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float64)
-    zone = Zone("cam", "left", left, Anchor.BOTTOM_CENTER, None, ratio=(0.5, 0.05))
+    zone = Zone(
+        "cam",
+        "left",
+        left,
+        ZoneConfig.model_validate({"polygon": left.tolist()}),
+        None,
+        ratio=(0.5, 0.05),
+    )
     prob = np.zeros((200, 200), np.float32)
     prob[:, :50] = 0.9  # people over the left half of the zone
     tf = TrackedFrame("cam", 0.0, 1.0, empty, [], ["person"], PersonMask(prob, geometry))

@@ -13,8 +13,8 @@ from shapely.geometry import Polygon
 
 from edged.analytics.alerts import Alerts
 from edged.analytics.tracked import TrackedFrame
+from edged.config.camera import ZoneConfig
 from edged.core import topics
-from edged.core.detections import Anchor
 from edged.core.event import Event
 from edged.core.hold import Hold
 from edged.core.masks import PersonMask
@@ -31,19 +31,6 @@ class _Visit:
         return bool(self.stay.state)
 
 
-@dataclass(frozen=True, slots=True)
-class ZoneRules:
-    """What a zone reports beyond membership: ``min_stay_s`` before an object counts as
-    having entered; ``loiter_s``: a loitering alert per object staying that long;
-    ``crowd_threshold``: a crowding alert while at least that many objects are inside;
-    ``queue``: queue length and the estimated wait (the mean stay of the last exits)."""
-
-    min_stay_s: float = 0.0
-    loiter_s: float | None = None
-    crowd_threshold: int | None = None
-    queue: bool = False
-
-
 QUEUE_HISTORY = 10
 
 
@@ -57,21 +44,22 @@ class Zone:
         camera: str,
         name: str,
         polygon: np.ndarray,
-        anchor: Anchor,
+        config: ZoneConfig,
         class_ids: np.ndarray | None,
-        rules: ZoneRules = ZoneRules(),
         alerts: Alerts | None = None,
         ratio: tuple[float, float] | None = None,
     ) -> None:
-        """``ratio``: (person probability threshold, smallest change worth reporting) to
-        report the share of the zone covered by people."""
+        """``polygon`` is ``config.polygon`` in pixels of the picture; ``config`` gives the
+        anchor and the rules beyond membership (``min_stay_s``, ``loiter_s``,
+        ``crowd_threshold``, ``queue``); ``ratio``: (person probability threshold, smallest
+        change worth reporting) to report the share of the zone covered by people."""
         self.camera = camera
         self.name = name
         self.polygon = Polygon(polygon)
         shapely.prepare(self.polygon)
-        self.anchor = anchor
+        self.anchor = config.anchor
         self.class_ids = class_ids
-        self.rules = rules
+        self.rules = config
         self.alerts = alerts or Alerts(camera)
         self.members: dict[int, _Visit] = {}
         self._published: dict[str, object] | None = None

@@ -10,7 +10,7 @@ from edged.analytics.alerts import Alerts
 from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
-from edged.analytics.zones import Zone, ZoneRules
+from edged.analytics.zones import Zone
 from edged.config.camera import CameraConfig, LineConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import to_pixels
@@ -88,9 +88,8 @@ class CameraAnalytics:
             self.camera,
             name,
             to_pixels(z.polygon, width, height),
-            z.anchor,
+            z,
             class_ids(self.labels, z.classes),
-            ZoneRules(z.min_stay_s, z.loiter_s, z.crowd_threshold, z.queue),
             self.alerts,
             ratio=self._ratio_settings() if z.occupancy_ratio else None,
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from edged.config.errors import dotted
 from edged.config.root import Config, Loc
@@ -121,7 +122,7 @@ def _apply_override(data: dict[str, Any], spec: str, places: _Places) -> None:
     places.at[tuple(parts)] = f"--set {key.strip()}"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"
