@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from edged import __version__
 from edged.config import Config, ConfigError, load
+from edged.config.errors import dotted
+from edged.config.loader import place_of
 from edged.service import logs
 from edged.service.check import load_checked
 
@@ -196,26 +199,59 @@ def _models(folder: str) -> int:
     return status
 
 
+# the flags of ``edged events`` that set a field of the broker's config
+_EVENT_FLAGS = {"host": "--host", "port": "--port", "topic_prefix": "--prefix"}
+
+
+def _flag_problem(error: Any) -> str:
+    """A pydantic error about a broker field set by a flag of ``edged events``, by flag."""
+    field = ".".join(str(p) for p in error["loc"]) or "mqtt"
+    why = error["msg"]
+    if field == "topic_prefix" and error["type"] == "string_pattern_mismatch":
+        why = "must be a non-empty topic without the wildcards '#' and '+'"
+    return f"{_EVENT_FLAGS.get(field, field)} {error['input']!r}: {why}"
+
+
+def _print_problems(problems: Iterable[str]) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def _events(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from edged.config.events import MqttConfig
+    from edged.outputs.watch import filter_problem
     from edged.outputs.watch import run as watch
+    from edged.service.check_tls import tls_problems
 
     mqtt, scope = MqttConfig(), "#"
     if args.config:
         try:
             config = load(args.config)
         except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"error: {problem}", file=sys.stderr)
-            return EXIT_CONFIG
+            return _print_problems(exc.problems)
         if config.mqtt is None:
-            print(f"error: {args.config} has no mqtt section", file=sys.stderr)
-            return EXIT_CONFIG
+            return _print_problems([f"{args.config} has no mqtt section"])
         mqtt, scope = config.mqtt, f"{config.device_id}/#"
+        if mqtt.tls is not None:
+            found = tls_problems(mqtt.tls)
+            if found:
+                return _print_problems(
+                    f"{place_of(config, loc)}: {dotted(loc)}: {why}" for loc, why in found
+                )
     changes = {"host": args.host, "port": args.port, "topic_prefix": args.prefix}
-    mqtt = MqttConfig.model_validate(
-        {**mqtt.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    )
+    given = {k: v for k, v in changes.items() if v is not None}
+    try:
+        mqtt = MqttConfig.model_validate({**mqtt.model_dump(), **given})
+    except ValidationError as exc:
+        return _print_problems(_flag_problem(e) for e in exc.errors())
+    problems = [f"--topic {t!r}: {why}" for t in args.topic if (why := filter_problem(t))]
+    if args.count is not None and args.count < 1:
+        problems.append(f"--count {args.count}: give at least 1")
+    if problems:
+        return _print_problems(problems)
     return watch(mqtt, args.topic or [f"{mqtt.topic_prefix}/{scope}"], args.json, args.count)
 
 
@@ -223,8 +259,7 @@ def _load(args: argparse.Namespace) -> Config | None:
     try:
         return load_checked(args.config, args.overrides)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        _print_problems(exc.problems)
         return None
 
 
@@ -261,5 +296,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(
         config,
         print_events=args.print_events,
-        reload=lambda: load_checked(args.config, args.overrides),
+        # the running daemon holds its own HTTP ports: a reload does not bind them again
+        reload=lambda: load_checked(args.config, args.overrides, serving=config),
     )

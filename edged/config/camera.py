@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from edged.config.base import StrictModel, topic_level_names
+from edged.config.base import PositiveSeconds, Seconds, StrictModel, topic_level_names
 from edged.config.events import ObjectUpdatesConfig
 from edged.config.geometry import Points, PolygonPoints
 from edged.config.paths import resolve
@@ -17,13 +17,16 @@ from edged.config.snapshots import SnapshotConfig
 from edged.core.detections import Anchor
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+# beyond any camera: 16K pictures, 1000 frames a second
+MAX_SIDE = 16384
+MAX_FPS = 1000.0
 
 
 class ReconnectConfig(StrictModel):
     """Exponential backoff between attempts: floor, doubling up to the ceiling, ±jitter."""
 
-    floor_s: float = Field(1.0, gt=0)
-    ceiling_s: float = Field(30.0, gt=0)
+    floor_s: PositiveSeconds = 1.0
+    ceiling_s: PositiveSeconds = 30.0
     jitter: float = Field(0.2, ge=0, lt=1, description="± this fraction of each delay")
 
     @model_validator(mode="after")
@@ -36,22 +39,24 @@ class ReconnectConfig(StrictModel):
 class UsbConfig(StrictModel):
     """What to ask a V4L2 device for; the driver may pick the nearest mode it has."""
 
-    width: int | None = Field(None, gt=0)
-    height: int | None = Field(None, gt=0)
-    fps: float | None = Field(None, gt=0)
+    width: int | None = Field(None, gt=0, le=MAX_SIDE)
+    height: int | None = Field(None, gt=0, le=MAX_SIDE)
+    fps: float | None = Field(None, gt=0, le=MAX_FPS)
     fourcc: Literal["MJPG", "YUYV", "H264"] | None = None
 
 
 class SourceConfig(StrictModel):
     uri: str = Field(description="file path, rtsp://…, http(s)://…, /dev/videoN or a USB index")
     kind: Literal["auto", "file", "rtsp", "usb"] = "auto"
-    detect_fps: float | None = Field(None, gt=0, description="detect at most this often")
+    detect_fps: float | None = Field(
+        None, gt=0, le=MAX_FPS, description="detect at most this often"
+    )
     realtime: bool = Field(True, description="files: pace at the clip's rate (false: fast)")
     loop: bool = Field(False, description="files: start again at the end")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
-    open_timeout_s: float = Field(10.0, gt=0, description="give up opening after this long")
-    read_timeout_s: float = Field(5.0, gt=0, description="a read blocked this long fails")
-    stall_timeout_s: float = Field(10.0, gt=0, description="no frame this long: reconnect")
+    open_timeout_s: PositiveSeconds = Field(10.0, description="give up opening after this long")
+    read_timeout_s: PositiveSeconds = Field(5.0, description="a read blocked this long fails")
+    stall_timeout_s: PositiveSeconds = Field(10.0, description="no frame this long: reconnect")
     reconnect: ReconnectConfig = ReconnectConfig()
     usb: UsbConfig = UsbConfig()
 
@@ -105,9 +110,9 @@ class ZoneConfig(StrictModel):
     polygon: PolygonPoints = Field(description="≥ 3 points, relative (0–1) or pixels")
     anchor: Anchor = Anchor.BOTTOM_CENTER
     classes: list[str] | None = None
-    min_stay_s: float = Field(0.0, ge=0, description="inside this long before it counts")
-    loiter_s: float | None = Field(
-        None, gt=0, description="a loitering alert for an object staying this long"
+    min_stay_s: Seconds = Field(0.0, description="inside this long before it counts")
+    loiter_s: PositiveSeconds | None = Field(
+        None, description="a loitering alert for an object staying this long"
     )
     crowd_threshold: int | None = Field(
         None, ge=1, description="a crowding alert while at least this many are inside"
@@ -148,8 +153,8 @@ class LineConfig(StrictModel):
         description="a side counts only this far from the line, as a share of the picture "
         "diagonal (jitter and stopping on the line change nothing)",
     )
-    cancel_s: float = Field(
-        1.0, ge=0, description="a crossing back within this long cancels instead of counting"
+    cancel_s: Seconds = Field(
+        1.0, description="a crossing back within this long cancels instead of counting"
     )
     segment: bool = Field(True, description="false: the infinite line through the points")
 

@@ -1,4 +1,12 @@
-"""Points in a camera picture, written either relative (0–1) or in pixels."""
+"""Points in a camera picture, written either relative (0–1) or in pixels.
+
+The reading is by the values: every coordinate within 0–1 means relative to the picture;
+any coordinate above 1 means pixels. Pixels are whole or at least 1, so in a pixel shape a
+coordinate strictly between 0 and 1 (0.5 beside 640) is a relative value mixed in by
+mistake and refused; 0 and 1 are at home in both (``[[0, 0], [640, 0], [640, 480]]`` is
+pixels). A shape wholly within 0–1 is always relative: a one-pixel triangle cannot be
+written in pixels.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +18,22 @@ from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
 Point = tuple[float, float]
+# far beyond any camera picture, and small enough that areas and distances stay finite
+MAX_PIXEL = 100_000.0
 
 
 def _finite(points: list[Point]) -> list[Point]:
-    if not all(np.isfinite(c) and c >= 0 for p in points for c in p):
-        raise ValueError("coordinates must be finite and non-negative")
+    if not all(np.isfinite(c) and 0 <= c <= MAX_PIXEL for p in points for c in p):
+        raise ValueError(f"coordinates must be finite, non-negative and at most {MAX_PIXEL:g}")
+    coords = [c for p in points for c in p]
+    pixel = max(coords, default=0.0)
+    fractions = [c for c in coords if 0 < c < 1]
+    if pixel > 1 and fractions:
+        raise ValueError(
+            f"mixes relative and pixel coordinates ({fractions[0]:g} is a share of the "
+            f"picture, {pixel:g} a pixel): write every point relative (all within 0–1) or "
+            "every point in pixels (none strictly between 0 and 1)"
+        )
     return points
 
 

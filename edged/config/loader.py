@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class _Places:
         return self.file
 
 
-def _interpolate(text: str, env: dict[str, str], missing: list[str]) -> str:
+def _interpolate(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
         value = env.get(name)
@@ -63,43 +63,106 @@ def _interpolate(text: str, env: dict[str, str], missing: list[str]) -> str:
     return _ENV.sub(sub, text)
 
 
-def _build(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    loc: Loc,
-    places: _Places,
-    env: dict[str, str],
-    problems: list[str],
-) -> Any:
-    places.mark(loc, node)
-    if isinstance(node, yaml.MappingNode):
+# a device config is a few hundred values; far more means aliases that multiply (a "billion
+# laughs"), and far deeper nesting than any section has means a mistake, not a config
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+
+class _Builder:
+    """YAML nodes → plain data, marking where each value is and collecting problems: a key
+    that is not a plain value, a recursive or exploding alias, a value its tag cannot read."""
+
+    def __init__(
+        self, loader: yaml.SafeLoader, places: _Places, env: Mapping[str, str], problems: list[str]
+    ) -> None:
+        self.loader = loader
+        self.places = places
+        self.env = env
+        self.problems = problems
+        self._open: set[int] = set()  # the nodes being built: one met again is a cycle
+        self._count = 0
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.places.mark(loc, node)
+        self._count += 1
+        if self._count > MAX_VALUES:
+            raise ConfigError(
+                [
+                    f"{self.places.of(loc)}: the config expands to more than {MAX_VALUES} "
+                    "values (YAML aliases that repeat aliases?)"
+                ]
+            )
+        if not isinstance(node, yaml.ScalarNode):
+            if id(node) in self._open:
+                raise ConfigError(
+                    [
+                        f"{self.places.of(loc)}: {dotted(loc) or 'the config'}: recursive YAML "
+                        "alias (an anchor used inside its own value)"
+                    ]
+                )
+            if len(loc) >= MAX_DEPTH:
+                raise ConfigError(
+                    [f"{self.places.of(loc)}: {dotted(loc)}: nested more than {MAX_DEPTH} deep"]
+                )
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node, loc)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key == "<<":
-                raise ConfigError([f"{places.of(loc)}: YAML merge keys are not supported"])
-            if key in out:
-                places.mark((*loc, key), key_node)
-                problems.append(f"{places.of((*loc, key))}: {dotted((*loc, key))}: duplicate key")
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.places.mark((*loc, "?"), key_node)
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                self.problems.append(
+                    f"{self.places.of((*loc, '?'))}: {dotted(loc) or 'the config'}: a key must "
+                    f"be a plain value, not a {kind}"
+                )
                 continue
-            out[key] = _build(loader, value_node, (*loc, key), places, env, problems)
-            places.mark((*loc, key), key_node)
+            key = self._construct(key_node, loc)
+            if key == "<<":
+                raise ConfigError([f"{self.places.of(loc)}: YAML merge keys are not supported"])
+            if key in out:
+                self.places.mark((*loc, key), key_node)
+                self.problems.append(
+                    f"{self.places.of((*loc, key))}: {dotted((*loc, key))}: duplicate key"
+                )
+                continue
+            out[key] = self.build(value_node, (*loc, key))
+            self.places.mark((*loc, key), key_node)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(loader, item, (*loc, i), places, env, problems)
-            for i, item in enumerate(node.value)
-        ]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, str) and "${" in value:
-        missing: list[str] = []
-        value = _interpolate(value, env, missing)
-        for name in missing:
-            problems.append(
-                f"{places.of(loc)}: {dotted(loc)}: environment variable {name} is not set "
-                f"(write ${{{name}:-default}} for a default)"
+
+    def _construct(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            # PyYAML's constructors fail on an explicit tag its text does not fit
+            # (``!!float abc``, ``!!timestamp soon``) with plain Python errors
+            m = node.start_mark
+            self.problems.append(
+                f"{self.places.file}:{m.line + 1}:{m.column + 1}: {dotted(loc) or 'the config'}: "
+                f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
             )
-    return value
+            return None
+
+    def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        value = self._construct(node, loc)
+        if isinstance(value, str) and "${" in value:
+            missing: list[str] = []
+            value = _interpolate(value, self.env, missing)
+            for name in missing:
+                self.problems.append(
+                    f"{self.places.of(loc)}: {dotted(loc)}: environment variable {name} is not "
+                    f"set (write ${{{name}:-default}} for a default)"
+                )
+        return value
 
 
 def _apply_override(data: dict[str, Any], spec: str, places: _Places) -> None:
@@ -117,8 +180,12 @@ def _apply_override(data: dict[str, Any], spec: str, places: _Places) -> None:
         node = nxt
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"--set {spec}: value is not valid YAML: {exc}"]) from exc
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([f"--set {spec}: value is not valid YAML: {exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([f"--set {key.strip()}: value is not valid YAML: {exc.reason}"]) from None
+    except RecursionError:
+        raise ConfigError([f"--set {key.strip()}: value is nested too deeply"]) from None
     places.at[tuple(parts)] = f"--set {key.strip()}"
 
 
@@ -131,6 +198,62 @@ def _describe(err: ErrorDetails) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+def _read(path: Path) -> str:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read config: {exc.strerror or exc}"]) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        raise ConfigError(
+            [f"{file}:{line}:{col}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8"]
+        ) from None
+
+
+def _text_place(file: str, text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    col = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"{file}:{line}:{col}"
+
+
+def _parse(text: str, places: _Places, env: Mapping[str, str]) -> Any:
+    """The YAML text as plain data, every value's place marked in ``places``."""
+    file = places.file
+    problems: list[str] = []
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            [
+                f"{_text_place(file, text, exc.position)}: YAML syntax: {exc.reason} "
+                f"(U+{ord(text[exc.position]):04X})"
+            ]
+        ) from None
+    try:
+        node = loader.get_single_node()
+        data = {} if node is None else _Builder(loader, places, env, problems).build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        raise ConfigError([f"{where}: YAML syntax: {exc.problem or exc}"]) from exc
+    except RecursionError:
+        # the composer recurses once per level of nesting
+        mark = loader.get_mark()
+        raise ConfigError(
+            [f"{file}:{mark.line + 1}:{mark.column + 1}: YAML nested too deeply"]
+        ) from None
+    finally:
+        loader.dispose()
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
 def load(
     path: str | Path,
     overrides: Iterable[str] = (),
@@ -139,28 +262,8 @@ def load(
     """Read, interpolate, override and validate a config file; raise ``ConfigError``."""
     path = Path(path)
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{file}: cannot read config: {exc.strerror or exc}"]) from exc
     places = _Places(file)
-    problems: list[str] = []
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = (
-            {}
-            if node is None
-            else _build(loader, node, (), places, env or dict(os.environ), problems)
-        )
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        raise ConfigError([f"{where}: YAML syntax: {exc.problem or exc}"]) from exc
-    finally:
-        loader.dispose()
-    if problems:
-        raise ConfigError(problems)
+    data = _parse(_read(path), places, os.environ if env is None else env)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1:1: the config must be a mapping of sections"])
     for spec in overrides:

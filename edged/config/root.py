@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from edged.config.base import NAME, StrictModel, topic_level_names
+from edged.config.base import NAME, PositiveSeconds, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
 from edged.config.events import (
     DebugViewConfig,
@@ -30,7 +30,7 @@ class Config(StrictModel):
     )
     metrics: MetricsConfig | None = Field(None, description="absent: no Prometheus endpoint")
     debug_view: DebugViewConfig | None = Field(None, description="absent: no debug view")
-    stats_interval_s: float = Field(60.0, gt=0, description="how often to publish stats")
+    stats_interval_s: PositiveSeconds = Field(60.0, description="how often to publish stats")
     service: ServiceConfig = ServiceConfig()
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
     cameras: Annotated[dict[str, CameraConfig], AfterValidator(topic_level_names)]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from edged.config.base import StrictModel
+from edged.config.base import AgeSeconds, StrictModel
 from edged.config.paths import resolve
 
 
@@ -30,7 +30,7 @@ class SnapshotConfig(StrictModel):
     publish: bool = Field(True, description="to <camera>/snapshots/<label|alert>, retained")
     dir: Path | None = Field(None, description="also write files here (<dir>/<camera>/…)")
     keep: int = Field(1000, ge=1, description="files kept per camera")
-    max_age_s: float | None = Field(7 * 86400.0, gt=0, description="files older are deleted")
+    max_age_s: AgeSeconds | None = Field(7 * 86400.0, description="files older are deleted")
     quality: int = Field(85, ge=10, le=100, description="JPEG quality")
     max_width: int | None = Field(None, ge=64, description="scale larger frames down to this")
     crop_margin: float = Field(0.15, ge=0, le=1, description="crop: margin around the box")

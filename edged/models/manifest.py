@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from edged.config.base import StrictModel
 from edged.core.files import sha256_of
@@ -29,6 +30,24 @@ class InputSpec(StrictModel):
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
+def _label(label: str) -> str:
+    """A label becomes an MQTT topic level (``<camera>/snapshots/<label>``) and part of a
+    snapshot's file name: words and spaces ("traffic light"), nothing that splits a topic,
+    is a wildcard, or cannot be seen."""
+    if not label:
+        raise ValueError("a label must not be empty")
+    if label != label.strip():
+        raise ValueError(f"label {label!r} starts or ends with whitespace")
+    bad = sorted({c for c in label if c in "/+#" or unicodedata.category(c)[0] in "CZ"} - {" "})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(
+            f"label {label!r} contains {shown}: a label must have no '/', '+', '#', control "
+            "or other invisible characters (spaces between words are fine)"
+        )
+    return label
+
+
 Family = Literal["nanodet", "yolov5", "yolov8", "yolov8-seg", "rtdetr", "selfie"]
 
 
@@ -48,7 +67,11 @@ class Manifest(StrictModel):
     )
     input: InputSpec
     decode: dict[str, Any] = Field(default_factory=dict)
-    labels: list[str] = Field(min_length=1)
+    labels: list[Annotated[str, AfterValidator(_label)]] = Field(min_length=1)
+
+
+def _message(error: Any) -> str:
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def load_manifest(model_path: Path, verify: bool = True) -> Manifest:
@@ -60,13 +83,15 @@ def load_manifest(model_path: Path, verify: bool = True) -> Manifest:
         data = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ModelError(f"{manifest_path}: cannot read the model's manifest: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{manifest_path}: not UTF-8 text at byte {exc.start}") from None
     except yaml.YAMLError as exc:
         raise ModelError(f"{manifest_path}: invalid YAML: {exc}") from exc
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {_message(e)}" for e in exc.errors()
         )
         raise ModelError(f"{manifest_path}: {problems}") from None
     if manifest.file != model_path.name:
@@ -87,6 +112,6 @@ def decode_spec(manifest: Manifest, model: type[T]) -> T:
         return model.model_validate(manifest.decode)
     except ValidationError as exc:
         problems = "; ".join(
-            f"decode.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"decode.{'.'.join(str(p) for p in e['loc'])}: {_message(e)}" for e in exc.errors()
         )
         raise ModelError(f"{manifest.file} manifest: {problems}") from None

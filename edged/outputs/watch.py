@@ -94,6 +94,24 @@ def readable(msg: Message, prefix: str) -> str:
     return f"{now} {topic} {shown}{' (retained)' if msg.retained else ''}"
 
 
+def filter_problem(topic: str) -> str | None:
+    """Why ``topic`` is not an MQTT topic filter a broker takes, or None: ``#`` only as the
+    whole last level, ``+`` only as a whole level, not empty, no NUL, at most 65535 bytes."""
+    if not topic:
+        return "a topic filter must not be empty"
+    if "\0" in topic:
+        return "a topic filter must not contain a NUL character"
+    if len(topic.encode("utf-8")) > 65535:
+        return "a topic filter is at most 65535 bytes"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level (a/b/#)"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level (a/+/c)"
+    return None
+
+
 class Watcher:
     """Subscribes to ``topics`` and hands every message to ``on_message`` (paho's thread)."""
 
@@ -116,7 +134,12 @@ class Watcher:
             self.failed = f"connection refused: {rc}"
             self.subscribed.set()
             return
-        client.subscribe([(t, 1) for t in self.topics])
+        try:
+            client.subscribe([(t, 1) for t in self.topics])
+        except ValueError as exc:
+            # on paho's thread: say so at once rather than leave run() waiting for a SUBACK
+            self.failed = f"cannot subscribe to {', '.join(self.topics)}: {exc}"
+            self.subscribed.set()
 
     def start(self) -> None:
         self._client.connect(self._config.host, self._config.port, self._config.keepalive_s)

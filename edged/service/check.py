@@ -1,4 +1,9 @@
-"""The checks that need the models loaded (``edged check``, and a reload before it applies)."""
+"""The checks beyond the config's own: ``edged check``, and a reload before it applies.
+
+``model_problems`` loads every model (on the CPU, run once) and checks what the cameras ask
+of it; ``start_problems`` looks at what the daemon opens at start: the journal, snapshot
+folders, the broker's TLS files, the HTTP ports, and pixel geometry against the picture.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 from edged.config import Config, ConfigError, load
 from edged.config.errors import FieldError
 from edged.config.loader import place_of
+from edged.config.root import Loc
 
 
 def model_problems(config: Config) -> list[str]:
@@ -15,15 +21,16 @@ def model_problems(config: Config) -> list[str]:
     each as ``file:line:col: field: message``."""
     from edged.camera.analytics import CameraAnalytics
     from edged.models.detector import ADAPTERS
-    from edged.models.manifest import ModelError, load_manifest
+    from edged.models.manifest import ModelError
     from edged.models.segmenter import SEMANTIC_FAMILIES
+    from edged.models.verify import verify_model
 
     problems: list[FieldError] = []
     labels: dict[str, list[str]] = {}
     families: dict[str, str] = {}
     for name, model in config.models.items():
         try:
-            manifest = load_manifest(model.path)
+            manifest = verify_model(model)
         except ModelError as exc:
             problems.append(FieldError(("models", name, "path"), str(exc)))
             continue
@@ -50,10 +57,30 @@ def model_problems(config: Config) -> list[str]:
     return [f"{place_of(config, p.loc)}: {p}" for p in problems]
 
 
-def load_checked(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """``load`` plus ``model_problems``: the config ``edged check`` accepts, or ConfigError."""
+def start_problems(config: Config, serving: Config | None = None) -> list[str]:
+    """What would fail when the daemon starts, each as ``file:line:col: field: message``.
+    ``serving``: the config of the daemon running now (a reload), which holds its ports."""
+    from edged.service.check_frames import frame_problems
+    from edged.service.check_paths import path_problems
+    from edged.service.check_ports import port_problems
+    from edged.service.check_tls import tls_problems
+
+    found: list[tuple[Loc, str]] = path_problems(config)
+    if config.mqtt is not None and config.mqtt.tls is not None:
+        found += tls_problems(config.mqtt.tls)
+    found += port_problems(config, serving)
+    for name, cam in config.cameras.items():
+        found += frame_problems(name, cam)
+    return [f"{place_of(config, loc)}: {FieldError(loc, message)}" for loc, message in found]
+
+
+def load_checked(
+    path: str | Path, overrides: Iterable[str] = (), serving: Config | None = None
+) -> Config:
+    """``load`` plus ``model_problems`` and ``start_problems``: the config ``edged check``
+    accepts, or ConfigError."""
     config = load(path, overrides)
-    problems = model_problems(config)
+    problems = model_problems(config) + start_problems(config, serving)
     if problems:
         raise ConfigError(problems)
     return config
