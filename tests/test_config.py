@@ -184,3 +184,148 @@ def test_models_lists_the_shipped_models() -> None:
     assert result.returncode == 0, result.stderr
     assert "nanodet-g-416.onnx: nanodet fp32 416x416" in result.stdout
     assert "selfie-256.onnx: selfie fp32 256x256" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "message"),
+    [
+        (
+            b"device_id: box-1\nmqtt:\n  host: caf\xe9\n",
+            3,
+            12,
+            "not UTF-8 text (byte 0xe9)",
+        ),
+        (b"device_id: box-1\n? [1, 2]\n: x\n", 2, 3, "a key must be a plain value, not a list"),
+        (b"device_id: box-1\nmqtt: {{host: a}: 1}\n", 2, 8, "not a mapping"),
+        (b"device_id: &a [1, *a]\n", 1, 12, "device_id[1]: recursive YAML alias"),
+        (b"device_id: box-1\nstats_interval_s: !!float soon\n", 2, 19,
+         "'soon' is not a valid float"),
+        (b"device_id: !!timestamp tomorrow\n", 1, 12, "'tomorrow' is not a valid timestamp"),
+        (b"device_id: box\x07\n", 1, 15, "special characters are not allowed (U+0007)"),
+        (b"device_id: " + b"[" * 3000 + b"]" * 3000 + b"\n", 1, None, "nested too deeply"),
+    ],
+    ids=["not-utf8", "list-key", "mapping-key", "recursive-alias", "bad-float", "bad-timestamp",
+         "control-char", "deep"],
+)  # fmt: skip
+def test_yaml_that_crashed_the_loader_is_a_placed_error(
+    tmp_path: Path, text: bytes, line: int, col: int | None, message: str
+) -> None:
+    path = tmp_path / "edged.yaml"
+    path.write_bytes(text)
+    result = check(path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: {path}:{line}:{'' if col is None else f'{col}:'}"), first
+    assert message in first
+
+
+def test_aliases_that_multiply_are_refused(tmp_path: Path) -> None:
+    # a "billion laughs": nine levels of ten aliases each
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "edged.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"expands to more than 100000 values"):
+        load(path, env={})
+
+
+def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "      door: {polygon: [[0.1, 0.5]", "      door: {polygon: &door [[0.1, 0.5]"
+    )
+    text = text.replace("    lines:\n", "      back: {polygon: *door}\n    lines:\n")
+    config = load(write(tmp_path, text), env={})
+    zones = config.cameras["front"].zones
+    assert zones["back"].polygon == zones["door"].polygon
+
+
+def test_the_environment_given_is_the_whole_environment(tmp_path: Path) -> None:
+    # env={} means none set, not "use os.environ"
+    text = GOOD.replace("${TEST_MQTT_HOST:-10.1.2.3}", "${HOME}")
+    with pytest.raises(ConfigError, match="environment variable HOME is not set"):
+        load(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "message"),
+    [
+        ("detect_fps: 5}", "detect_fps: 5, open_timeout_s: .inf}", "source.open_timeout_s",
+         "finite number"),
+        ("detect_fps: 5}", "detect_fps: 5, read_timeout_s: .nan}", "source.read_timeout_s",
+         "finite number"),
+        ("detect_fps: 5}", "detect_fps: 5, stall_timeout_s: 86401}", "source.stall_timeout_s",
+         "less than or equal to 86400"),
+        ("detect_fps: 5}", "detect_fps: 5, reconnect: {floor_s: 1e308}}",
+         "source.reconnect.floor_s", "less than or equal to 86400"),
+        ("detect_fps: 5}", "detect_fps: 5, reconnect: {ceiling_s: .inf}}",
+         "source.reconnect.ceiling_s", "finite number"),
+        ("detect_fps: 5}", "detect_fps: 5, reconnect: {floor_s: 10, ceiling_s: 5}}",
+         "source.reconnect", "ceiling_s must not be below floor_s"),
+        ("detect_fps: 5}", "detect_fps: 1e9}", "source.detect_fps", "less than or equal to 1000"),
+        ("loiter_s: 30}", "loiter_s: 1e12}", "zones.door.loiter_s", "less than or equal to 86400"),
+        ("loiter_s: 30}", "loiter_s: 30, min_stay_s: .inf}", "zones.door.min_stay_s",
+         "finite number"),
+        ("{in: left_to_right}}", "{in: left_to_right}, cancel_s: 1e6}", "lines.gate.cancel_s",
+         "less than or equal to 86400"),
+    ],
+    ids=["open-inf", "read-nan", "stall-day", "floor-huge", "ceiling-inf", "ceiling-below",
+         "fps", "loiter", "min-stay", "cancel"],
+)  # fmt: skip
+def test_durations_are_finite_and_at_most_a_day(
+    tmp_path: Path, old: str, new: str, field: str, message: str
+) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, GOOD.replace(old, new)), env={})
+    (problem,) = err.value.problems
+    assert f": cameras.front.{field}: " in problem and message in problem, problem
+
+
+def test_root_durations_are_bounded(tmp_path: Path) -> None:
+    text = GOOD + "stats_interval_s: .inf\nservice: {ready_timeout_s: 1e300}\n"
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text), env={})
+    assert [p.split(": ")[1] for p in err.value.problems] == [
+        "stats_interval_s",
+        "service.ready_timeout_s",
+    ]
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        "[[0.1, 0.5], [640, 0.5], [640, 480]]",
+        "[[0, 0.5], [640, 0], [640, 480]]",
+        "[[10, 10], [0.9, 400], [640, 480]]",
+    ],
+)
+def test_a_polygon_mixing_relative_and_pixel_values_is_refused(
+    tmp_path: Path, polygon: str
+) -> None:
+    old = "[[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]"
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, GOOD.replace(old, polygon)), env={})
+    (problem,) = err.value.problems
+    assert problem.startswith(f"{tmp_path / 'edged.yaml'}:12:")
+    assert "cameras.front.zones.door.polygon: mixes relative and pixel coordinates" in problem
+
+
+def test_a_line_mixing_relative_and_pixel_values_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("[[0.5, 0.2], [0.5, 0.9]]", "[[0.5, 0.2], [640, 480]]")
+    with pytest.raises(ConfigError, match=r"lines\.gate\.points: mixes relative and pixel"):
+        load(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        "[[0, 0], [640, 0], [640, 480]]",  # pixels near the origin
+        "[[0, 0], [1, 0], [1, 1], [0, 1]]",  # the whole picture, relative
+        "[[1, 1], [2, 1], [2, 2]]",  # pixels, tiny
+        "[[0.5, 0.5], [1, 0.5], [1, 1]]",  # relative
+    ],
+)
+def test_unmixed_polygons_pass(tmp_path: Path, polygon: str) -> None:
+    old = "[[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]"
+    load(write(tmp_path, GOOD.replace(old, polygon)), env={})

@@ -35,7 +35,7 @@ def _label(label: str) -> str:
     snapshot's file name: words and spaces ("traffic light"), nothing that splits a topic,
     is a wildcard, or cannot be seen."""
     if not label:
-        raise ValueError("a label must not be empty")
+        raise ValueError("label '' is empty: a label needs a name")
     if label != label.strip():
         raise ValueError(f"label {label!r} starts or ends with whitespace")
     bad = sorted({c for c in label if c in "/+#" or unicodedata.category(c)[0] in "CZ"} - {" "})
