@@ -217,10 +217,11 @@ def test_a_journal_that_is_not_sqlite(tmp_path: Path, a_file: Path) -> None:
 
 
 def test_an_existing_journal_passes(tmp_path: Path) -> None:
+    from edged.config.events import JournalConfig
     from edged.outputs.journal import Journal
 
     config = base(tmp_path)
-    Journal(Path(config["journal"]["path"])).close()
+    Journal(JournalConfig(path=Path(config["journal"]["path"]))).close()
     load_checked(write(tmp_path, config))
 
 

@@ -111,6 +111,7 @@ class _Builder:
                 return self._mapping(node, loc)
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+            assert isinstance(node, yaml.ScalarNode)  # PyYAML has no fourth kind of node
             return self._scalar(node, loc)
         finally:
             self._open.discard(id(node))

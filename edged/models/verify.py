@@ -20,12 +20,13 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edged.config.model import ModelConfig
 from edged.engines.base import EngineError
 from edged.engines.onnxruntime import OrtEngine
-from edged.models.detector import Detector, resolved_backend
+from edged.models.detector import Detector, DetectRequest, resolved_backend
 from edged.models.manifest import Manifest, ModelError, load_manifest
 from edged.models.precision import check_precision
 from edged.models.segmenter import SEMANTIC_FAMILIES, Segmenter
 
-# what ONNX Runtime raises for a model it cannot load or run (none is a RuntimeError)
+# what ONNX Runtime raises for a model it cannot load or run: its own classes, none of them
+# a RuntimeError
 ORT_ERRORS: tuple[type[Exception], ...] = (
     ort_state.Fail,
     ort_state.InvalidArgument,
@@ -73,7 +74,7 @@ def verify_model(config: ModelConfig) -> Manifest:
         if manifest.family in SEMANTIC_FAMILIES:
             Segmenter(manifest, engine).segment(blank)
         else:
-            Detector(manifest, engine).detect([blank], [0.0], [0.5])
+            Detector(manifest, engine).detect([DetectRequest(blank, 0.0, 0.5)])
     except KeyError as exc:
         raise ModelError(
             f"{path}: the manifest's decode names output {exc.args[0]!r}; the model's outputs "
