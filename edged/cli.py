@@ -284,6 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _calibrate(args)
     if args.command == "convert":
         return _convert(args)
+    signals = None
+    if args.command == "run":
+        from edged.service.signals import Signals
+
+        # before the config and its models are checked, which takes seconds
+        signals = Signals().install()
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
@@ -296,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(
         config,
         print_events=args.print_events,
+        signals=signals,
         # the running daemon holds its own HTTP ports: a reload does not bind them again
         reload=lambda: load_checked(args.config, args.overrides, serving=config),
     )

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # how many detected frames may wait for a camera's analytics; it is far faster than inference,
 # so this only absorbs jitter
 ANALYTICS_QUEUE = 4
+# an engine run that fails (a GPU error, a model that breaks on some input) is retried on the
+# next frames after a pause that doubles from RETRY_FIRST_S; after MAX_FAILURES in a row (about
+# 8 s) the model is given up and the daemon exits non-zero, for systemd to restart it
+MAX_FAILURES = 5
+RETRY_FIRST_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,9 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
         self._next = 0
+        self.failed_runs = 0  # engine runs that raised, since start
+        self._failures = 0  # in a row
+        self.failure: str | None = None  # why the model was given up
 
     def start(self) -> None:
         self._thread.start()
@@ -272,6 +280,33 @@ class InferenceWorker:
             self.wake.wait(left)
             self._collect(open_cams, batch)
 
+    def _failed(self, exc: Exception, batch: list[Taken]) -> None:
+        """An engine run raised: its frames are lost; pause, or give the model up (raise)."""
+        self.failed_runs += 1
+        self._failures += 1
+        cams = ", ".join(cam.name for cam, _, _ in batch)
+        if self._failures >= MAX_FAILURES:
+            self.failure = f"{self._failures} runs in a row failed, the last with {exc!r}"
+            log.error("model %s: %s; giving it up", self.name, self.failure)
+            raise exc
+        pause = RETRY_FIRST_S * 2 ** (self._failures - 1)
+        if self._failures == 1:
+            log.exception(
+                "model %s: inference failed (frames of %s lost); retrying in %.1f s",
+                self.name,
+                cams,
+                pause,
+            )
+        else:
+            log.error(
+                "model %s: inference failed again (%d in a row): %r; retrying in %.1f s",
+                self.name,
+                self._failures,
+                exc,
+                pause,
+            )
+        self._stop.wait(pause)
+
     def _run(self) -> None:
         open_cams: list[CameraRuntime] = []
         try:
@@ -297,16 +332,24 @@ class InferenceWorker:
                         if not finished:
                             self.wake.wait(0.5)
                         continue
-                detected = self.detector.detect([request for _, _, request in batch])
+                try:
+                    detected = self.detector.detect([request for _, _, request in batch])
+                except Exception as exc:
+                    self._failed(exc, batch)
+                    continue
+                self._failures = 0
                 self.batch_sizes[len(batch)] += 1
                 for (cam, frame, _), found in zip(batch, detected, strict=True):
                     cam.stages["preprocess"].observe(found.times.preprocess)
                     cam.stages["inference"].observe(found.times.inference)
                     cam.stages["postprocess"].observe(found.times.postprocess)
                     cam.queue.put((frame, found.detections))
-        except Exception:
-            log.exception("inference worker %s failed; stopping its cameras", self.name)
+        except Exception as exc:
+            if self.failure is None:
+                log.exception("inference worker %s failed", self.name)
+                self.failure = f"{type(exc).__name__}: {exc}"
             for cam in open_cams:
+                cam.failed = RuntimeError(f"model {self.name} failed: {self.failure}")
                 cam.source.stop()
         finally:
             with self.wake:
@@ -352,10 +395,16 @@ class Pipeline:
             self._segmenters[model] = load_segmenter(self.config.models[model])
         return self._segmenters[model]
 
-    def _add(self, name: str, config: CameraConfig) -> CameraRuntime:
+    def build_camera(self, name: str, config: CameraConfig) -> CameraRuntime:
+        """A camera built, with its models loaded if no camera uses them yet, but not yet
+        attached or started: whatever cannot work (a model that does not load, a snapshot
+        folder that cannot be made) raises here, before anything running is touched."""
         worker = self._worker(config.detect.model)
         segmenter = None if config.segment is None else self._segmenter(config.segment.model)
-        runtime = CameraRuntime(name, config, worker.detector, worker.wake, self.sink, segmenter)
+        return CameraRuntime(name, config, worker.detector, worker.wake, self.sink, segmenter)
+
+    def _attach(self, runtime: CameraRuntime) -> None:
+        worker = self.workers[runtime.config.detect.model]
         if not worker.attach(runtime):
             # every camera of that worker had ended: a fresh worker on the same engine
             self._retired_workers.append(worker)
@@ -365,7 +414,11 @@ class Pipeline:
             self.workers[worker.name] = worker
             worker.attach(runtime)
             worker.start()
-        self.cameras[name] = runtime
+        self.cameras[runtime.name] = runtime
+
+    def _add(self, name: str, config: CameraConfig) -> CameraRuntime:
+        runtime = self.build_camera(name, config)
+        self._attach(runtime)
         return runtime
 
     def start(self) -> None:
@@ -378,6 +431,11 @@ class Pipeline:
     def add_camera(self, name: str, config: CameraConfig) -> None:
         """Start a camera on the running pipeline (loading its models if none uses them)."""
         self._add(name, config).start()
+
+    def start_camera(self, runtime: CameraRuntime) -> None:
+        """Start a camera made by ``build_camera`` (the one of that name must be removed)."""
+        self._attach(runtime)
+        runtime.start()
 
     def remove_cameras(self, names: list[str], timeout: float) -> bool:
         """Stop cameras: their sources stop, frames in flight finish and their analytics end;
@@ -396,15 +454,42 @@ class Pipeline:
         ok = all([c.join(left()) for c in cams])
         return all([c.source.join(left()) for c in cams]) and ok
 
-    def drop_models(self, models: set[str]) -> None:
-        """Forget loaded models (their config changed); they load again for the next camera
-        that uses them. A running worker ends once its cameras are removed."""
-        for model in models:
-            worker = self.workers.pop(model, None)
+    def reload_models(self, models: set[str], config: Config) -> dict[str, str]:
+        """Load the models named again, with their settings in ``config``, for the cameras
+        built from now on; running cameras keep the loaded ones until they are removed. A
+        model that does not load stays as it was: returns those, with the reason."""
+        failed: dict[str, str] = {}
+        for model in sorted(models):
+            mc = config.models[model]
+            try:
+                worker = None
+                if model in self.workers:
+                    timeout_s = mc.batch_timeout_ms / 1000
+                    worker = InferenceWorker(
+                        model, load_detector(mc), threading.Condition(), timeout_s
+                    )
+                segmenter = load_segmenter(mc) if model in self._segmenters else None
+            except Exception as exc:
+                log.debug("model %s could not load", model, exc_info=True)
+                failed[model] = f"{type(exc).__name__}: {exc}"
+                continue
             if worker is not None:
                 self._retired_workers = [w for w in self._retired_workers if w.alive]
-                self._retired_workers.append(worker)
-            self._segmenters.pop(model, None)
+                self._retired_workers.append(self.workers[model])
+                self.workers[model] = worker
+                if self._started:
+                    worker.start()
+            if segmenter is not None:
+                self._segmenters[model] = segmenter
+        return failed
+
+    @property
+    def fatal(self) -> str | None:
+        """Why a model was given up (its cameras are stopped), or None."""
+        for worker in [*self.workers.values(), *self._retired_workers]:
+            if worker.failure is not None:
+                return f"model {worker.name}: {worker.failure}"
+        return None
 
     @property
     def finished(self) -> bool:

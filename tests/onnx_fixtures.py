@@ -12,6 +12,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from edged.core.files import sha256_of
+from tests.paths import MODEL as SHIPPED
 
 # Ultralytics' ONNX exports: letterbox 640, RGB, /255, NCHW
 ULTRALYTICS_INPUT: dict[str, Any] = {
@@ -97,3 +98,20 @@ def write_model(
     }
     model_path.with_suffix(".yaml").write_text(yaml.safe_dump(manifest), encoding="utf-8")
     return model_path
+
+
+def model_beside(tmp_path: Path, data: bytes | None = None, **manifest: Any) -> Path:
+    """The shipped detector's manifest (changed by ``manifest``) beside a model file: the
+    shipped one (a link), or ``data``; the manifest's sha256 is the file's, so only what
+    ONNX Runtime finds in the file can tell it is wrong."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model = folder / SHIPPED.name
+    if data is None:
+        model.symlink_to(SHIPPED)
+    else:
+        model.write_bytes(data)
+    spec = yaml.safe_load(SHIPPED.with_suffix(".yaml").read_text())
+    spec.update(manifest, sha256=sha256_of(model))
+    model.with_suffix(".yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return model

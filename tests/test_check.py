@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from edged.config import ConfigError
-from edged.core.files import sha256_of
 from edged.service.check import load_checked
 from edged.web.server import WebServer
 from tests.daemon import Daemon
 from tests.mqtt_helpers import free_port
+from tests.onnx_fixtures import model_beside
 from tests.paths import CLIP, MODEL, SEGMENTER
 from tests.tls_certs import Certs, make_certs
 
@@ -85,23 +85,6 @@ def test_a_good_config_passes(tmp_path: Path) -> None:
 
 
 # --- models -------------------------------------------------------------------------------
-
-
-def model_beside(tmp_path: Path, data: bytes | None = None, **manifest: Any) -> Path:
-    """The shipped detector's manifest (changed by ``manifest``) beside a model file: the
-    shipped one (a link), or ``data``; the manifest's sha256 is the file's, so only what
-    ONNX Runtime finds in the file can tell it is wrong."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    model = folder / MODEL.name
-    if data is None:
-        model.symlink_to(MODEL)
-    else:
-        model.write_bytes(data)
-    spec = yaml.safe_load(MODEL.with_suffix(".yaml").read_text())
-    spec.update(manifest, sha256=sha256_of(model))
-    model.with_suffix(".yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return model
 
 
 @pytest.mark.parametrize(

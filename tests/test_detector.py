@@ -12,6 +12,8 @@ import yaml
 
 from edged.config.model import ModelConfig
 from edged.core.files import sha256_of
+from edged.engines.base import EngineError
+from edged.engines.onnxruntime import OrtEngine
 from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.manifest import ModelError, decode_spec, load_manifest
 from edged.models.nanodet import NanoDetAdapter, NanoDetDecode
@@ -189,3 +191,15 @@ def test_graph_preprocessing_finds_the_same_people(
         confident = a[a.score >= 0.4]
         overlap = iou(confident.xyxy, b.xyxy)
         assert overlap.shape[0] == 0 or overlap.max(axis=1).min() >= 0.9
+
+
+@pytest.mark.parametrize(
+    "data",
+    [MODEL.read_bytes()[:100_000], b"", b"name: not a model\n"],
+    ids=["truncated", "empty", "yaml"],
+)
+def test_a_file_that_is_no_model_is_an_engine_error(tmp_path: Path, data: bytes) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(data)
+    with pytest.raises(EngineError, match="ONNX Runtime cannot load the model"):
+        OrtEngine(bad, backend="cpu")

@@ -3,11 +3,13 @@ analytics taking new settings while keeping the state they do not touch."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from edged.camera.analytics import CameraAnalytics
@@ -18,7 +20,9 @@ from edged.core.frame import Frame
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
-from edged.service.reload import apply, effective, plan
+from edged.service.daemon import exit_code
+from edged.service.reload import Outcome, apply, effective, plan
+from tests.onnx_fixtures import model_beside
 from tests.paths import CLIP, MODEL
 
 TOP_LEFT = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]
@@ -114,6 +118,26 @@ def camera(tmp_path: Path, zones: dict[str, Any], **extra: Any) -> Any:
     return config(tmp_path, data).cameras["cam"]
 
 
+def test_geometry_outside_the_picture_is_warned_of_at_the_first_frame(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    far = [[600.0, 600.0], [700.0, 600.0], [700.0, 700.0]]  # pixels, beyond the 400×400 frame
+    cam = camera(
+        tmp_path,
+        {"far": {"polygon": far}, "near": {"polygon": TOP_LEFT}},
+        lines={"off": {"points": [[500.0, 0.0], [500.0, 300.0]]}},
+    )
+    analytics = CameraAnalytics("cam", cam, ["person"])
+    with caplog.at_level(logging.WARNING):
+        person_at(analytics, 0.0, 100, 150)
+        person_at(analytics, 0.1, 100, 150)
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "cam: zone far lies wholly outside the 400x400 picture: it will never count",
+        "cam: line off lies wholly outside the 400x400 picture: it will never count",
+    ]
+
+
 def test_new_zone_applies_in_place_keeping_tracks_and_unchanged_zones(tmp_path: Path) -> None:
     analytics = CameraAnalytics("cam", camera(tmp_path, {"a": {"polygon": TOP_LEFT}}), ["person"])
     entered = []
@@ -188,15 +212,94 @@ def test_model_change_reloads_the_model_and_restarts_its_cameras(tmp_path: Path)
         old_worker, old_a = pipeline.workers["coco"], pipeline.cameras["a"]
         data["models"]["coco"]["threads"] = 1
         new = config(tmp_path, data)
-        actions = plan(pipeline.config, new)
+        running = pipeline.config
+        actions = plan(running, new)
         assert (actions.models, actions.restarted) == (["coco"], ["a", "b"])
-        assert apply(actions, pipeline, new, stop_timeout=5) == {}
+        assert apply(actions, pipeline, running, new, stop_timeout=5) == Outcome()
         worker = pipeline.workers["coco"]
         assert worker is not old_worker and worker.detector is not old_worker.detector
         assert pipeline.cameras["a"] is not old_a and old_a.done
         assert old_worker.join(5)  # its cameras left: it ended
         wait_processed(pipeline, "a", 2)
         wait_processed(pipeline, "b", 2)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
+
+
+def test_a_camera_that_cannot_restart_keeps_running_on_its_old_settings(tmp_path: Path) -> None:
+    """Its new snapshot folder cannot be made (a regular file is in the way): the camera
+    that runs is not stopped for a replacement that cannot start."""
+    data = base()
+    del data["cameras"]["c"]
+    for cam in data["cameras"].values():
+        cam["source"].update(loop=True)
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        wait_processed(pipeline, "a", 2)
+        old_a, old_b = pipeline.cameras["a"], pipeline.cameras["b"]
+        (tmp_path / "in-the-way").write_text("")
+        data["cameras"]["a"]["snapshots"] = {"dir": str(tmp_path / "in-the-way" / "snaps")}
+        data["cameras"]["b"]["source"]["realtime"] = False  # b restarts fine
+        running, new = pipeline.config, config(tmp_path, data)
+        actions = plan(running, new)
+        assert actions.restarted == ["a", "b"]
+        outcome = apply(actions, pipeline, running, new, stop_timeout=5)
+        assert list(outcome.cameras) == ["a"] and "in-the-way" in outcome.cameras["a"]
+        assert pipeline.cameras["a"] is old_a and not old_a.done
+        assert pipeline.cameras["b"] is not old_b and old_b.done
+        # what runs is what the next reload compares with: a's old settings, b's new ones
+        now = outcome.running(running, new)
+        assert now.cameras["a"] == running.cameras["a"] and now.cameras["b"] == new.cameras["b"]
+        before = old_a.processed
+        wait_processed(pipeline, "a", before + 2)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
+
+
+def test_a_model_that_cannot_load_again_keeps_its_cameras_running(tmp_path: Path) -> None:
+    data = base()
+    del data["cameras"]["c"]
+    for cam in data["cameras"].values():
+        cam["source"].update(loop=True)
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        wait_processed(pipeline, "a", 2)
+        old_worker, old_a = pipeline.workers["coco"], pipeline.cameras["a"]
+        broken = model_beside(tmp_path, MODEL.read_bytes()[:100_000])
+        data["models"]["coco"]["path"] = str(broken)
+        running, new = pipeline.config, config(tmp_path, data)
+        actions = plan(running, new)
+        outcome = apply(actions, pipeline, running, new, stop_timeout=5)
+        assert list(outcome.models) == ["coco"]
+        assert "cannot load the model" in outcome.models["coco"]
+        assert sorted(outcome.cameras) == ["a", "b"]
+        assert pipeline.workers["coco"] is old_worker and pipeline.cameras["a"] is old_a
+        assert outcome.running(running, new).models["coco"] == running.models["coco"]
+        wait_processed(pipeline, "a", old_a.processed + 2)
+    finally:
+        assert pipeline.stop(5)
+        journal.close()
+
+
+def test_the_daemon_fails_when_a_camera_of_its_config_never_ran(tmp_path: Path) -> None:
+    """As when a reload added a camera that could not start and the others then ended: the
+    exit code says so, unless a signal stopped the daemon."""
+    data = base()
+    data["cameras"] = {"a": base()["cameras"]["a"]}
+    data["cameras"]["a"]["source"] = {"uri": str(short_clip(tmp_path / "short.mp4"))}
+    pipeline, journal, _ = pipeline_on(tmp_path, data)
+    pipeline.start()
+    try:
+        assert pipeline.wait(30)
+        configured = config(tmp_path, {**data, "cameras": base()["cameras"]})
+        assert exit_code(pipeline.config, pipeline, None, stopped=False) == 0
+        assert exit_code(configured, pipeline, None, stopped=False) == 1
+        assert exit_code(configured, pipeline, None, stopped=True) == 0
+        assert exit_code(pipeline.config, pipeline, "model coco: gone", stopped=True) == 1
     finally:
         assert pipeline.stop(5)
         journal.close()
@@ -237,7 +340,7 @@ def test_a_reload_starts_a_camera_that_is_missing_from_the_pipeline(tmp_path: Pa
         same = config(tmp_path, data)
         actions = plan(pipeline.config, same)
         assert actions.summary() == "no changes"
-        assert apply(actions, pipeline, same, stop_timeout=5) == {}
+        assert apply(actions, pipeline, pipeline.config, same, stop_timeout=5) == Outcome()
         assert pipeline.cameras["a"] is a
         wait_processed(pipeline, "b", 1)
     finally:

@@ -203,3 +203,11 @@ def test_a_broken_camera_does_not_stop_the_others(tmp_path: Path) -> None:
         assert daemon.terminate(within=5.0) < 5.0
     finally:
         daemon.kill()
+
+
+def test_the_reconnect_backoff_doubles_up_to_its_ceiling_however_long_the_outage() -> None:
+    config = SourceConfig(uri=str(CLIP), reconnect={"floor_s": 1, "ceiling_s": 30, "jitter": 0})
+    source = make_source("cam", config, FrameSlot(threading.Condition()), lambda change: None)
+    delays = [source.backoff(n) for n in (1, 2, 3, 5, 6, 100, 5000)]
+    # a night of attempts once overflowed 2 ** (attempt - 1)
+    assert delays == [1, 2, 4, 16, 30, 30, 30]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
 from edged.config.camera import CameraConfig, LineConfig, ZoneConfig
 from edged.config.errors import FieldError
-from edged.config.geometry import to_pixels
+from edged.config.geometry import line_misses, polygon_misses, to_pixels
 from edged.core.detections import Detections, class_ids
 from edged.core.event import Event
 from edged.core.frame import Frame
@@ -21,6 +22,8 @@ from edged.core.masks import PersonMask
 from edged.scenes.base import SceneModule
 from edged.scenes.registry import make_scene
 from edged.tracking import ByteTracker
+
+log = logging.getLogger(__name__)
 
 
 class CameraAnalytics:
@@ -79,9 +82,32 @@ class CameraAnalytics:
 
     def _place(self, width: int, height: int) -> None:
         self._size = (width, height)
+        self._warn_outside(width, height)
         self.scene = make_scene(self.camera, self.config, self.labels, width, height)
         self.zones = [self._zone(name, z, width, height) for name, z in self.config.zones.items()]
         self.lines = [self._line(name, ln, width, height) for name, ln in self.config.lines.items()]
+
+    def _warn_outside(self, width: int, height: int) -> None:
+        """Pixel geometry wholly outside the picture can never count: said once, when the
+        picture's size is first known (``edged check`` refuses it where it knows the size)."""
+        for name, z in self.config.zones.items():
+            if polygon_misses(to_pixels(z.polygon, width, height), width, height):
+                log.warning(
+                    "%s: zone %s lies wholly outside the %dx%d picture: it will never count",
+                    self.camera,
+                    name,
+                    width,
+                    height,
+                )
+        for name, ln in self.config.lines.items():
+            if line_misses(to_pixels(ln.points, width, height), ln.segment, width, height):
+                log.warning(
+                    "%s: line %s lies wholly outside the %dx%d picture: it will never count",
+                    self.camera,
+                    name,
+                    width,
+                    height,
+                )
 
     def _zone(self, name: str, z: ZoneConfig, width: int, height: int) -> Zone:
         return Zone(

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import AfterValidator
-from shapely.geometry import Polygon
+from shapely.geometry import LineString, Polygon, box
 from shapely.validation import explain_validity
 
 Point = tuple[float, float]
@@ -65,3 +65,20 @@ def to_pixels(points: list[Point], width: int, height: int) -> np.ndarray:
     if is_relative(points):
         arr = arr * np.array([width, height], dtype=np.float64)
     return arr
+
+
+def polygon_misses(points: np.ndarray, width: int, height: int) -> bool:
+    """A polygon (K×2 pixels) that shares no area with a picture of this size."""
+    return bool(Polygon(points).intersection(box(0, 0, width, height)).area == 0)
+
+
+def line_misses(points: np.ndarray, segment: bool, width: int, height: int) -> bool:
+    """A line (2×2 pixels; the segment, or the infinite line through it) that never touches
+    a picture of this size."""
+    picture = box(0, 0, width, height)
+    if segment:
+        return not LineString(points).intersects(picture)
+    # the infinite line misses the picture when every corner is strictly on one side of it
+    (x0, y0), (x1, y1) = np.asarray(points, np.float64)
+    cross = [(x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0) for cx, cy in picture.exterior.coords]
+    return all(c > 0 for c in cross) or all(c < 0 for c in cross)

@@ -13,6 +13,20 @@ from edged.engines.base import EngineError
 
 log = logging.getLogger(__name__)
 
+_state = ort.capi.onnxruntime_pybind11_state
+# what a session raises for a file that is not a loadable model: truncated, empty, not ONNX,
+# an invalid graph, an operator this build lacks (they do not share a base class)
+LOAD_ERRORS = (
+    _state.Fail,
+    _state.InvalidArgument,
+    _state.InvalidGraph,
+    _state.InvalidProtobuf,
+    _state.NoSuchFile,
+    _state.NotImplemented,
+    _state.RuntimeException,
+    RuntimeError,
+)
+
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -77,7 +91,7 @@ class OrtEngine:
                 opts,
                 providers=provider_options(wanted, precision, cache_dir or default_cache_dir()),
             )
-        except (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError) as exc:
+        except LOAD_ERRORS as exc:
             raise EngineError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
         chosen = self.session.get_providers()[0]
         # ORT falls back to CPU silently when a GPU provider fails to load: refuse that when a

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shapely.geometry import LineString, Polygon, box
+import numpy as np
 
 from edged.config.camera import CameraConfig, SourceConfig
-from edged.config.geometry import is_relative
+from edged.config.geometry import is_relative, line_misses, polygon_misses
 from edged.config.root import Loc
 from edged.sources.capture import SourceError
 from edged.sources.pyav import PyAVCapture
@@ -49,15 +49,6 @@ def first_frame_size(source: SourceConfig) -> tuple[int, int] | None:
     return width, height
 
 
-def _line_misses(points: list[tuple[float, float]], segment: bool, picture: Polygon) -> bool:
-    if segment:
-        return not LineString(points).intersects(picture)
-    # the infinite line misses the picture when every corner is strictly on one side of it
-    (x0, y0), (x1, y1) = points
-    cross = [(x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0) for cx, cy in picture.exterior.coords]
-    return all(c > 0 for c in cross) or all(c < 0 for c in cross)
-
-
 def frame_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
     if not cam.enabled or not (cam.zones or cam.lines):
         return []
@@ -65,13 +56,14 @@ def frame_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
     if size is None:
         return []
     width, height = size
-    picture = box(0, 0, width, height)
     where = f"wholly outside the {width}x{height} picture of {cam.source.uri}"
     problems: list[tuple[Loc, str]] = []
     for zone, z in cam.zones.items():
-        if not is_relative(z.polygon) and Polygon(z.polygon).intersection(picture).area == 0:
+        if not is_relative(z.polygon) and polygon_misses(np.asarray(z.polygon), width, height):
             problems.append((("cameras", name, "zones", zone, "polygon"), f"lies {where}"))
     for line, ln in cam.lines.items():
-        if not is_relative(ln.points) and _line_misses(ln.points, ln.segment, picture):
+        if not is_relative(ln.points) and line_misses(
+            np.asarray(ln.points), ln.segment, width, height
+        ):
             problems.append((("cameras", name, "lines", line, "points"), f"lies {where}"))
     return problems

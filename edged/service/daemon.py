@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import TextIO
 
 from edged.config import Config
@@ -18,10 +16,11 @@ from edged.core.latency import stage_summary
 from edged.outputs.homeassistant import discovery
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
-from edged.outputs.sink import EventSink, Listener
+from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.service.reload import reload as reload_config
 from edged.service.reporter import ServiceReporter
+from edged.service.signals import Signals
 from edged.service.stats import Rates
 from edged.web.observe import serve_http
 
@@ -36,16 +35,32 @@ RESTART_STOP_S = 3.0
 LOG_STATUS_EVERY_S = 10.0
 
 
-def json_printer(device: str, out: TextIO) -> Listener:
-    lock = threading.Lock()
+class EventPrinter:
+    """``--print-events``: one JSON line per event. Each line goes out whole, and nothing is
+    written once ``close`` has run, so a consumer on a pipe never reads half a line when the
+    daemon stops (analytics threads may still be emitting while it exits)."""
 
-    def write(events: list[Event]) -> None:
-        with lock:
-            for event in events:
-                out.write(event.to_json(device) + "\n")
-            out.flush()
+    def __init__(self, device: str, out: TextIO) -> None:
+        self.device = device
+        self.out = out
+        self._lock = threading.Lock()
+        self._closed = False
 
-    return write
+    def __call__(self, events: list[Event]) -> None:
+        text = "".join(event.to_json(self.device) + "\n" for event in events)
+        with self._lock:
+            if self._closed or not text:
+                return
+            self.out.write(text)
+            self.out.flush()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """No more lines; waits up to ``timeout`` for a write in progress (a full pipe)."""
+        if self._lock.acquire(timeout=timeout):
+            self._closed = True
+            self._lock.release()
+        else:
+            self._closed = True
 
 
 class StatusLine:
@@ -112,20 +127,23 @@ def run(
     print_events: bool = False,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
-    install_signals: bool = True,
+    signals: Signals | None = None,
     reload: Callable[[], Config] | None = None,
 ) -> int:
     """Run until every source has ended or SIGINT/SIGTERM; SIGHUP applies ``reload()``'s
-    config (see ``edged.service.reload``). Returns the exit code."""
-    stop = threading.Event()
-    hup = threading.Event()
-    wake = threading.Event()
-    if install_signals:
-        _on_signals(stop, hup, wake)
+    config (see ``edged.service.reload``). ``signals``: handlers installed by the caller
+    (before the config was loaded); None installs them now. Returns the exit code."""
+    signals = signals or Signals().install()
+    if signals.stop.is_set():
+        log.info("stopped before the cameras started")
+        return 0
+    # a SIGHUP while the config was being loaded and checked asks for what was just loaded
+    signals.hup.clear()
+    stop, hup, wake = signals.stop, signals.hup, signals.wake
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
     journal = Journal(config.journal)
-    listeners = [json_printer(config.device_id, stdout)] if print_events else []
-    sink = EventSink(journal, listeners)
+    printer = EventPrinter(config.device_id, stdout) if print_events else None
+    sink = EventSink(journal, [printer] if printer is not None else [])
     publisher = None
     if config.mqtt is not None:
         announce = [] if config.homeassistant is None else discovery(config)
@@ -141,8 +159,13 @@ def run(
     log.info("running %d camera(s) on %d model(s)", len(pipeline.cameras), len(pipeline.workers))
     rates = Rates()
     next_stats = time.monotonic() + config.stats_interval_s
+    fatal: str | None = None
     try:
         while not stop.is_set() and not pipeline.finished:
+            fatal = pipeline.fatal
+            if fatal is not None:
+                log.error("%s; stopping, so that the service manager starts edged again", fatal)
+                break
             line = status.show(pipeline, sink, publisher)
             reporter.tick(time.monotonic(), pipeline.progress(), line)
             if hup.is_set():
@@ -159,6 +182,8 @@ def run(
         status.close()
         if not pipeline.stop(PIPELINE_STOP_S):
             log.warning("some threads did not stop in time")
+        if printer is not None:
+            printer.close()
         for server in servers:
             server.close()
         if publisher is not None:
@@ -172,14 +197,26 @@ def run(
             )
         journal.close()
         reporter.close()
-    failed = [
-        name
+    return exit_code(config, pipeline, fatal or pipeline.fatal, stopped=stop.is_set())
+
+
+def exit_code(config: Config, pipeline: Pipeline, fatal: str | None, stopped: bool) -> int:
+    """1 when something broke: a model given up, a camera that failed, or (when no signal
+    stopped the daemon) a camera of the config that is not running because it could not
+    start — edged never ends with 0 having quietly lost a camera."""
+    failed = {
+        name: cam.failed or cam.source.failed
         for name, cam in pipeline.cameras.items()
         if cam.failed is not None or cam.source.failed is not None
+    }
+    for name, why in failed.items():
+        log.error("camera %s failed: %s", name, why)
+    missing = [
+        name for name, cam in config.cameras.items() if cam.enabled and name not in pipeline.cameras
     ]
-    if failed:
-        log.error("camera(s) failed: %s", ", ".join(failed))
-    return 1 if failed else 0
+    if missing and not stopped:
+        log.error("camera(s) %s of the config never ran (they could not start)", ", ".join(missing))
+    return 1 if fatal is not None or failed or (missing and not stopped) else 0
 
 
 def _reload(
@@ -202,19 +239,3 @@ def _reload(
         else "ok"
     )
     return config
-
-
-def _on_signals(stop: threading.Event, hup: threading.Event, wake: threading.Event) -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if signum == signal.SIGHUP:
-            log.info("received SIGHUP, reloading the config")
-            hup.set()
-        else:
-            log.info("received %s, stopping", name)
-            stop.set()
-        wake.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGHUP, handler)

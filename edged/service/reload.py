@@ -108,48 +108,93 @@ def effective(old: Config, new: Config, plan: ReloadPlan) -> Config:
     return new.model_copy(update={f: getattr(old, f) for f in plan.needs_restart})
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``apply`` could not do: cameras that could not start (a camera that was running
+    keeps running on its previous settings) and models that did not load (they, and the
+    cameras that use them, stay as they were), each with the reason."""
+
+    cameras: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    def running(self, old: Config, new: Config) -> Config:
+        """``new`` as it is really running: what failed keeps its ``old`` settings (so the
+        next reload tries it again)."""
+        models = {**new.models, **{m: old.models[m] for m in self.models if m in old.models}}
+        cameras = dict(new.cameras)
+        for name in self.cameras:
+            if name in old.cameras:
+                cameras[name] = old.cameras[name]
+        return new.model_copy(update={"models": models, "cameras": cameras})
+
+
 def apply(
-    plan: ReloadPlan, pipeline: Pipeline, config: Config, stop_timeout: float
-) -> dict[str, str]:
+    plan: ReloadPlan, pipeline: Pipeline, old: Config, config: Config, stop_timeout: float
+) -> Outcome:
     """Carry out ``plan`` on the running pipeline, and start again any camera of the config
-    that is not running (one that could not start at an earlier reload); returns the cameras
-    that could not start, with the reason (each is also logged)."""
+    that is not running (one that could not start at an earlier reload).
+
+    Nothing running is stopped before its replacement is ready: changed models load first,
+    and a restarted camera is built (its models, snapshot folder, geometry) before the old
+    one stops; what cannot be built keeps running as it was and is reported."""
     if plan.needs_restart:
         log.warning(
             "reload: %s changed; that takes effect at the next restart",
             ", ".join(plan.needs_restart),
         )
-    pipeline.config = config
-    # a camera that failed to start at an earlier reload is in the config but not running
     running = set(pipeline.cameras)
-    stopping = [n for n in plan.removed + plan.restarted if n in running]
-    if stopping and not pipeline.remove_cameras(stopping, stop_timeout):
-        log.warning("reload: %s did not stop within %.1f s", ", ".join(stopping), stop_timeout)
+    pipeline.config = config
+    outcome = Outcome()
     if plan.models:
-        users = [n for n in plan.restarted if _uses(config.cameras[n], set(plan.models))]
-        log.info(
-            "reload: model(s) %s changed: loading again; restarting camera(s) %s",
-            ", ".join(plan.models),
-            ", ".join(users) or "none",
-        )
-        pipeline.drop_models(set(plan.models))
+        outcome.models.update(pipeline.reload_models(set(plan.models), config))
+        for model, why in outcome.models.items():
+            log.error(
+                "reload: model %s could not load (%s); it and its cameras stay as they were",
+                model,
+                why,
+            )
+        loaded = set(plan.models) - set(outcome.models)
+        users = [n for n in plan.restarted if _uses(config.cameras[n], loaded)]
+        if loaded:
+            log.info(
+                "reload: model(s) %s loaded again; restarting camera(s) %s",
+                ", ".join(sorted(loaded)),
+                ", ".join(users) or "none",
+            )
     for name in plan.updated:
         if name in running:
             pipeline.cameras[name].reconfigure(config.cameras[name])
+    removed = [n for n in plan.removed if n in running]
+    if removed and not pipeline.remove_cameras(removed, stop_timeout):
+        log.warning("reload: %s did not stop within %.1f s", ", ".join(removed), stop_timeout)
     starting = plan.added + plan.restarted
     # every reload retries them
     starting += [
         n for n, c in config.cameras.items() if c.enabled and n not in running and n not in starting
     ]
-    failed: dict[str, str] = {}
     for name in starting:
+        cam = config.cameras[name]
+        kept = [m for m in outcome.models if _uses(cam, {m})]
+        if kept and name in running:
+            outcome.cameras[name] = f"model {kept[0]} could not load: {outcome.models[kept[0]]}"
+            continue
         try:
-            pipeline.add_camera(name, config.cameras[name])
+            runtime = pipeline.build_camera(name, cam)
         except Exception as exc:
-            # a model that will not load fails this camera only; the others keep running
-            log.exception("reload: camera %s could not start", name)
-            failed[name] = str(exc)
-    return failed
+            log.debug("camera %s could not be built", name, exc_info=True)
+            why = f"{type(exc).__name__}: {exc}"
+            outcome.cameras[name] = why
+            log.error(
+                "reload: camera %s could not start (%s); %s",
+                name,
+                why,
+                "it keeps running on its previous settings" if name in running else "not started",
+            )
+            continue
+        if name in running and not pipeline.remove_cameras([name], stop_timeout):
+            log.warning("reload: %s did not stop within %.1f s", name, stop_timeout)
+        pipeline.start_camera(runtime)
+    return outcome
 
 
 def reload(
@@ -167,8 +212,9 @@ def reload(
     actions = plan(running, new)
     log.info("reload: %s", actions.summary())
     config = effective(running, new, actions)
-    failed = apply(actions, pipeline, config, stop_timeout)
-    return config, _event({"status": "ok", **actions.as_payload(), "failed": failed})
+    outcome = apply(actions, pipeline, running, config, stop_timeout)
+    payload = {"status": "ok", **actions.as_payload(), "failed": outcome.cameras}
+    return outcome.running(running, config), _event(payload)
 
 
 def _event(payload: dict[str, Any]) -> Event:

@@ -16,6 +16,7 @@ arrives.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -162,7 +163,10 @@ class Source(ABC):
 
     def backoff(self, attempt: int) -> float:
         r = self.config.reconnect
-        base = min(r.ceiling_s, r.floor_s * 2 ** (attempt - 1))
+        # the exponent stops growing once the ceiling is reached: 2.0 ** 1025 overflows, and a
+        # camera down for a night reaches that many attempts
+        doublings = min(attempt - 1, math.ceil(math.log2(r.ceiling_s / r.floor_s)) + 1)
+        base = min(r.ceiling_s, r.floor_s * 2.0 ** max(doublings, 0))
         return base * random.uniform(1 - r.jitter, 1 + r.jitter)
 
     def _stream(self, capture: Capture) -> tuple[Outcome, str]:
