@@ -282,6 +282,20 @@ def test_durations_are_finite_and_at_most_a_day(
     assert f": cameras.front.{field}: " in problem and message in problem, problem
 
 
+def test_broker_and_tracker_durations_are_bounded(tmp_path: Path) -> None:
+    text = GOOD.replace("  front:\n", "  front:\n    tracker: {lost_track_buffer_s: 1e9}\n", 1)
+    text = text.replace(
+        "  port: 1884\n", "  port: 1884\n  reconnect_max_s: 1e308\n  expiry_s: 5000000000\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text), env={})
+    assert sorted(p.split(": ")[1] for p in err.value.problems) == [
+        "cameras.front.tracker.lost_track_buffer_s",
+        "mqtt.expiry_s",
+        "mqtt.reconnect_max_s",
+    ]
+
+
 def test_root_durations_are_bounded(tmp_path: Path) -> None:
     text = GOOD + "stats_interval_s: .inf\nservice: {ready_timeout_s: 1e300}\n"
     with pytest.raises(ConfigError) as err:

@@ -8,7 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from edged.config.base import PositiveSeconds, Seconds, StrictModel, topic_level_names
+from edged.config.base import (
+    MAX_DURATION_S,
+    PositiveSeconds,
+    Seconds,
+    StrictModel,
+    topic_level_names,
+)
 from edged.config.events import ObjectUpdatesConfig
 from edged.config.geometry import Points, PolygonPoints
 from edged.config.paths import resolve
@@ -93,7 +99,7 @@ class TrackerConfig(StrictModel):
     min_hits: int = Field(2, ge=1)
     # 2 s and 0.1 were chosen on MOT15 (benchmarks/eval_mot.py): at 7–25 fps people pass
     # behind each other for over a second, and a stricter first match breaks their tracks.
-    lost_track_buffer_s: float = Field(2.0, ge=0.0)
+    lost_track_buffer_s: float = Field(2.0, le=MAX_DURATION_S, ge=0.0)
     match_iou: float = Field(
         0.1, gt=0.0, le=1.0, description="first-stage minimum IoU × detection score"
     )

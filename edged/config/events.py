@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from edged.config.base import StrictModel
+from edged.config.base import MAX_DURATION_S, StrictModel
 from edged.config.paths import resolve
 
 
@@ -60,11 +60,14 @@ class MqttConfig(StrictModel):
     tls: TlsConfig | None = Field(None, description="absent: plain TCP")
     expiry_s: int | None = Field(
         86400,
+        le=2**32 - 1,
         ge=1,
         description="MQTT 5 message expiry of transient (not retained) events; null: none",
     )
-    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay, then doubling")
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_min_s: float = Field(
+        0.5, le=MAX_DURATION_S, gt=0, description="first reconnect delay, then doubling"
+    )
+    reconnect_max_s: float = Field(30.0, le=MAX_DURATION_S, gt=0)
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -90,12 +93,17 @@ class ObjectUpdatesConfig(StrictModel):
     score (a better snapshot) or a heartbeat no sooner than ``min_interval_s`` after the
     object's previous event. Nothing else: no event storms."""
 
-    min_interval_s: float = Field(1.0, ge=0, description="least time between score updates")
+    min_interval_s: float = Field(
+        1.0, le=MAX_DURATION_S, ge=0, description="least time between score updates"
+    )
     score_gain: float | None = Field(
         0.1, gt=0, le=1, description="top score risen this much: update (null: never)"
     )
     heartbeat_s: float | None = Field(
-        None, gt=0, description="also update a living object this often (null: never)"
+        None,
+        le=MAX_DURATION_S,
+        gt=0,
+        description="also update a living object this often (null: never)",
     )
 
 
@@ -130,6 +138,7 @@ class MetricsConfig(StrictModel):
     port: int = Field(9108, ge=1, le=65535)
     stale_s: float = Field(
         10.0,
+        le=MAX_DURATION_S,
         gt=0,
         description="/healthz fails a streaming camera with no frame processed for this long "
         "(or three of its detect_fps periods, if longer)",

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from edged.config.base import StrictModel, topic_level_names
+from edged.config.base import MAX_DURATION_S, StrictModel, topic_level_names
 from edged.config.geometry import PolygonPoints
 from edged.config.paths import resolve
 from edged.config.scene_preset import PresetConfig
@@ -46,6 +46,7 @@ class MonitorConfig(StrictModel):
 
     learn_s: float = Field(
         2.0,
+        le=MAX_DURATION_S,
         gt=0,
         description="learn the stocked look over this much unoccluded, still time at start",
     )
@@ -70,6 +71,7 @@ class MonitorConfig(StrictModel):
     )
     adapt_s: float = Field(
         10.0,
+        le=MAX_DURATION_S,
         ge=0,
         description="time constant for following lighting and moved products (0: never adapt)",
     )
@@ -92,7 +94,9 @@ class ShelfZoneConfig(StrictModel):
     polygon: PolygonPoints = Field(description="≥ 3 points, relative (0–1) or pixels")
     classes: list[str] = Field(default_factory=lambda: ["person"])
     anchor: Anchor = Anchor.CENTER
-    min_dwell_s: float = Field(0.0, ge=0, description="shorter visits are not reported")
+    min_dwell_s: float = Field(
+        0.0, le=MAX_DURATION_S, ge=0, description="shorter visits are not reported"
+    )
 
 
 class CheckoutConfig(StrictModel):
@@ -116,10 +120,16 @@ class RetailShelfConfig(PresetConfig):
         "(empty if either method says so)",
     )
     hold_s: float = Field(
-        1.5, ge=0, description="a new count must hold this long (media time) to be reported"
+        1.5,
+        le=MAX_DURATION_S,
+        ge=0,
+        description="a new count must hold this long (media time) to be reported",
     )
     settle_s: float = Field(
-        0.5, ge=0, description="a slot stays frozen this long after the last occlusion"
+        0.5,
+        le=MAX_DURATION_S,
+        ge=0,
+        description="a slot stays frozen this long after the last occlusion",
     )
     products: dict[str, list[str]] = Field(
         default_factory=lambda: {"bottle": ["bottle"]},

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from edged.config.base import StrictModel, topic_level_names
+from edged.config.base import MAX_DURATION_S, StrictModel, topic_level_names
 from edged.config.geometry import Points, PolygonPoints
 from edged.config.scene_preset import PresetConfig
 from edged.core.detections import Anchor
@@ -83,7 +83,7 @@ class WrongWayConfig(StrictModel):
     """A vehicle moving against its lane's direction this far and this long."""
 
     distance_m: float = Field(5.0, gt=0, description="metres travelled against the lane")
-    min_s: float = Field(0.5, ge=0, description="for at least this long")
+    min_s: float = Field(0.5, le=MAX_DURATION_S, ge=0, description="for at least this long")
 
 
 class StoppedConfig(StrictModel):
@@ -91,7 +91,9 @@ class StoppedConfig(StrictModel):
     faster than ``resume_speed`` (default: ``speed``) or leaves."""
 
     speed: float = Field(5.0, gt=0, description="below this (the scene's unit) is stopped")
-    after_s: float = Field(10.0, ge=0, description="stopped this long before the alert")
+    after_s: float = Field(
+        10.0, le=MAX_DURATION_S, ge=0, description="stopped this long before the alert"
+    )
     resume_speed: float | None = Field(
         None, gt=0, description="the alert ends above this speed (default: speed)"
     )
@@ -109,8 +111,8 @@ class CongestionConfig(StrictModel):
 
     min_vehicles: int = Field(3, ge=1)
     speed: float = Field(20.0, gt=0, description="mean speed below this (the scene's unit)")
-    after_s: float = Field(10.0, ge=0)
-    clear_s: float = Field(5.0, ge=0)
+    after_s: float = Field(10.0, le=MAX_DURATION_S, ge=0)
+    clear_s: float = Field(5.0, le=MAX_DURATION_S, ge=0)
 
 
 class TrafficConfig(PresetConfig):
@@ -126,16 +128,20 @@ class TrafficConfig(PresetConfig):
     calibration: CalibrationConfig
     lanes: Annotated[dict[str, LaneConfig], AfterValidator(topic_level_names)] = Field(min_length=1)
     speed_window_s: float = Field(
-        1.0, gt=0, description="speeds are fitted over this much media time"
+        1.0, le=MAX_DURATION_S, gt=0, description="speeds are fitted over this much media time"
     )
     min_travel_m: float = Field(
         5.0, gt=0, description="a lane passage counts when the vehicle moved this far along it"
     )
     exit_grace_s: float = Field(
-        0.5, ge=0, description="outside the lane this long ends a passage (bridges jitter)"
+        0.5,
+        le=MAX_DURATION_S,
+        ge=0,
+        description="outside the lane this long ends a passage (bridges jitter)",
     )
     stitch_s: float = Field(
         1.5,
+        le=MAX_DURATION_S,
         ge=0,
         description="a new track that appears in a lane where a vehicle lost up to this long "
         "ago would be by now continues that vehicle (0: never)",
@@ -153,7 +159,7 @@ class TrafficConfig(PresetConfig):
     speed_limit: float | None = Field(
         None, gt=0, description="speeding alerts above this (the scene's unit) in every lane"
     )
-    speeding_s: float = Field(1.0, ge=0, description="above the limit this long")
+    speeding_s: float = Field(1.0, le=MAX_DURATION_S, ge=0, description="above the limit this long")
     wrong_way: WrongWayConfig | None = WrongWayConfig()
     stopped: StoppedConfig | None = StoppedConfig()
     congestion: CongestionConfig | None = CongestionConfig()
