@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import yaml
 
-from edged import pipeline as pipeline_module
 from edged.config import Config, load
 from edged.config.events import JournalConfig
 from edged.engines.base import Engine
 from edged.models.detector import load_detector
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
-from edged.pipeline import MAX_FAILURES, Pipeline
+from edged.pipeline import Pipeline, inference, wiring
+from edged.pipeline.inference import MAX_FAILURES
 from edged.service.daemon import run
 from edged.service.signals import Signals
 from tests.paths import CLIP, MODEL
@@ -70,7 +70,7 @@ def wait(condition: Callable[[], bool], timeout: float = 30) -> None:
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_module, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(inference, "RETRY_FIRST_S", 0.01)
 
 
 def test_a_few_failed_runs_are_retried_and_the_camera_goes_on(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_the_daemon_exits_non_zero_when_a_model_is_given_up(
         detector.engine = FaultyEngine(detector.engine, lambda n: n > 1)
         return detector
 
-    monkeypatch.setattr(pipeline_module, "load_detector", faulty_detector)
+    monkeypatch.setattr(wiring, "load_detector", faulty_detector)
     caplog.set_level(logging.INFO)
     signals = Signals()  # not installed: the test runner keeps its own handlers
     code: list[int] = []

@@ -1,0 +1,190 @@
+"""One camera at run time: its source, its one-slot mailbox, its analytics thread, and the
+counters the daemon reports."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from edged.camera.analytics import CameraAnalytics
+from edged.config import CameraConfig
+from edged.core.detections import Detections
+from edged.core.frame import Frame
+from edged.core.latency import STAGES, Latency, RateMeter
+from edged.models.detector import Detector, DetectRequest
+from edged.models.segmenter import Segmenter
+from edged.outputs.sink import EventSink
+from edged.outputs.snapshots import Snapshotter
+from edged.sources.base import Source, StateChange
+from edged.sources.factory import is_live, make_source
+from edged.sources.slot import FrameSlot
+from edged.sources.status import status_event
+
+log = logging.getLogger(__name__)
+
+# how many detected frames may wait for a camera's analytics; it is far faster than inference,
+# so this only absorbs jitter
+ANALYTICS_QUEUE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStats:
+    """Counters since start: decoded by the source, handed over, detected and analysed,
+    overwritten in the slot before inference took them (``dropped``)."""
+
+    decoded: int
+    delivered: int
+    processed: int
+    dropped: int
+    reconnects: int
+    tracks: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CameraProgress:
+    processed: int
+    delivered: int
+    waiting: bool  # a frame sits in the slot or the analytics queue
+
+
+class CameraRuntime:
+    """One camera's source, slot and analytics thread."""
+
+    def __init__(
+        self,
+        name: str,
+        config: CameraConfig,
+        detector: Detector,
+        wake: threading.Condition,
+        sink: EventSink,
+        segmenter: Segmenter | None = None,
+    ) -> None:
+        self.name = name
+        self.segmenter = segmenter
+        self.config = config
+        self.sink = sink
+        self.analytics = CameraAnalytics(name, config, detector.labels)
+        self.snapshots = None
+        if config.snapshots is not None:
+            threshold = 0.5 if config.segment is None else config.segment.threshold
+            self.snapshots = Snapshotter(
+                name, config.snapshots, detector.labels, sink.publish_image, threshold
+            )
+        self.slot = FrameSlot(wake, block=not is_live(config.source))
+        # when the source entered its current state, and why (for /healthz)
+        self.state_since = time.monotonic()
+        self.state_reason = ""
+        self.source: Source = make_source(name, config.source, self.slot, self._on_state)
+        self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
+        self.processed = 0
+        self.process_rate = RateMeter()
+        # seconds per frame in each stage this camera runs; the source measures its decoding
+        stages = [s for s in STAGES if s != "segment" or segmenter is not None]
+        self.stages = {s: Latency() for s in stages} | {"decode": self.source.decode_latency}
+        self.failed: BaseException | None = None
+        self._reconfigure: CameraConfig | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"analytics-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.source.start()
+
+    def take(self) -> tuple[Frame, DetectRequest] | None:
+        """The frame waiting in the slot, if any, with the thresholds it is to be detected
+        with: those of the config running when it was taken (a reload's apply from the next
+        frame taken)."""
+        frame = self.slot.take()
+        if frame is None:
+            return None
+        detect = self.config.detect
+        return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou)
+
+    def _on_state(self, change: StateChange) -> None:
+        self.state_since, self.state_reason = time.monotonic(), change.reason
+        event = status_event(self.name, change, self.config.source.uri)
+        if event is None:
+            return
+        log.info(
+            "%s: %s%s",
+            self.name,
+            change.state.value,
+            f" ({change.reason})" if change.reason else "",
+        )
+        self.sink.emit([event])
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    self.sink.emit(self.analytics.finish())
+                    return
+                frame, detections = item
+                with self._lock:
+                    changed, self._reconfigure = self._reconfigure, None
+                if changed is not None:
+                    self.sink.emit(self.analytics.reconfigure(changed))
+                people = None
+                if self.segmenter is not None:
+                    # here, beside the detector's next batch (ORT drops the GIL)
+                    t0 = time.perf_counter()
+                    people = self.segmenter.segment(frame.image)
+                    self.stages["segment"].observe(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                events = self.analytics.process(frame, detections, people)
+                if self.snapshots is not None:
+                    events = self.snapshots.take(frame, detections, people, events)
+                t1 = time.perf_counter()
+                self.sink.emit(events)
+                self.stages["journal"].observe(time.perf_counter() - t1)
+                self.stages["tracking"].observe(self.analytics.track_s)
+                self.stages["analytics"].observe(t1 - t0 - self.analytics.track_s)
+                self.processed += 1
+                self.process_rate.tick()
+        except Exception as exc:
+            # a broken camera must not take the others down; it is reported and stays stopped
+            log.exception("%s: analytics failed", self.name)
+            self.failed = exc
+            self.source.stop()
+            # keep the worker from blocking on this camera's full queue
+            while self.queue.get() is not None:
+                pass
+
+    def reconfigure(self, config: CameraConfig) -> None:
+        """Take new analytics settings (same source and models): detection thresholds apply
+        from the next frame taken, zones, lines, scene and tracker before the next frame's
+        analytics."""
+        self.config = config
+        with self._lock:
+            self._reconfigure = config
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def progress(self) -> CameraProgress:
+        return CameraProgress(
+            processed=self.processed,
+            delivered=self.slot.put_count,
+            waiting=self.slot.waiting or not self.queue.empty(),
+        )
+
+    def stats(self) -> CameraStats:
+        return CameraStats(
+            decoded=self.source.decoded,
+            delivered=self.slot.put_count,
+            processed=self.processed,
+            dropped=self.slot.dropped,
+            reconnects=self.source.reconnects,
+            tracks=self.analytics.active_tracks,
+            state=self.source.state.value,
+        )
