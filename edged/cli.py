@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from edged import __version__
 from edged.config import Config, ConfigError, load
 from edged.config.errors import dotted
 from edged.config.loader import place_of
+from edged.core.redact import redact_text
 from edged.service import logs
 from edged.service.check import load_checked
 
@@ -136,7 +138,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             sources += config_sources(load(args.config))
         except ConfigError as exc:
             for problem in exc.problems:
-                print(f"error: {problem}", file=sys.stderr)
+                print(f"error: {redact_text(problem)}", file=sys.stderr)
             return EXIT_CONFIG
     if not sources:
         print("error: give frames with --from VIDEO… or --config CONFIG", file=sys.stderr)
@@ -297,12 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         cams = sum(c.enabled for c in config.cameras.values())
         print(f"{args.config}: OK ({cams} camera(s), {len(config.models)} model(s))")
         return 0
+    from edged.outputs.journal import JournalError
     from edged.service.daemon import run
 
-    return run(
-        config,
-        print_events=args.print_events,
-        signals=signals,
-        # the running daemon holds its own HTTP ports: a reload does not bind them again
-        reload=lambda: load_checked(args.config, args.overrides, serving=config),
-    )
+    try:
+        return run(
+            config,
+            print_events=args.print_events,
+            signals=signals,
+            # the running daemon holds its own HTTP ports: a reload does not bind them again
+            reload=lambda: load_checked(args.config, args.overrides, serving=config),
+        )
+    except JournalError as exc:
+        logging.getLogger("edged").error("%s", exc)
+        return 1

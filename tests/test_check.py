@@ -191,12 +191,18 @@ def test_a_journal_path_that_is_a_folder(tmp_path: Path) -> None:
     assert "is a folder; the journal is one SQLite file" in found
 
 
-def test_a_journal_that_is_not_sqlite(tmp_path: Path, a_file: Path) -> None:
+def test_a_journal_that_is_not_sqlite_passes_and_is_moved_aside_at_start(
+    tmp_path: Path, a_file: Path
+) -> None:
+    from edged.outputs.journal import Journal
+
     a_file.write_text("x" * 200)
     config = base(tmp_path)
     config["journal"]["path"] = str(a_file)
-    found = one_problem(write(tmp_path, config), "journal.path", "path", "journal")
-    assert "is not an edged journal (SQLite)" in found
+    checked = load_checked(write(tmp_path, config))
+    Journal(checked.journal).close()
+    (moved,) = a_file.parent.glob(f"{a_file.name}.corrupt-*")
+    assert moved.read_text() == "x" * 200
 
 
 def test_an_existing_journal_passes(tmp_path: Path) -> None:
@@ -343,7 +349,7 @@ def test_metrics_and_debug_view_may_share_a_port(tmp_path: Path) -> None:
 
 def test_a_host_not_on_this_machine(tmp_path: Path) -> None:
     config = base(tmp_path)
-    config["metrics"] = {"host": "192.0.2.1", "port": free_port()}
+    config["metrics"] = {"host": "192.0.2.1", "port": free_port(), "insecure": True}
     found = one_problem(write(tmp_path, config), "metrics.host", "host", "metrics")
     assert "cannot serve HTTP on 192.0.2.1" in found
 

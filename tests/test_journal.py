@@ -160,9 +160,12 @@ def test_overflow_reports_are_spaced_and_sum_the_losses_between(tmp_path: Path) 
     assert j.backlog() == BOUND
     j.close()
 
-    # A journal reopened has no memory of the interval; losses are counted from its start.
+    # Reopened, the 3 drops not yet reported are still known, and reported at once.
     j = journal_at(tmp_path / "events.db", max_backlog=BOUND, overflow_every_s=3600)
-    assert j.dropped == 0 and j.backlog() == BOUND
+    assert j.dropped == 3 and j.backlog() == BOUND
+    j.mark_delivered([e.seq for e in j.pending(limit=2)])  # room for one and the report
+    (report,) = overflows(j.append(make_events(1, start=BOUND + 4)))
+    assert report.payload["dropped"] == 3
     j.close()
 
 
@@ -264,11 +267,13 @@ def test_batch_is_atomic_when_the_database_fails(journal: Journal) -> None:
         )
     other.close()
     batch = [*make_events(3), Event(kind="poison", camera="cam1", topic="cam1/events", payload={})]
-    with pytest.raises(sqlite3.IntegrityError, match="poisoned"):
-        journal.append(batch)
+    # refused whole, counted, and the caller (a camera's analytics thread) goes on
+    assert journal.append(batch) == []
     assert journal.backlog() == 1
     assert len(journal.pending()) == 1
     assert journal.last_seq() == 1
+    assert journal.error is not None and "poisoned" in journal.error
+    assert journal.refused == 4
 
 
 def test_wait_appended_wakes_on_append_from_another_thread(journal: Journal) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 
 from edged.config.camera import SourceConfig
 from edged.core.frame import Frame
+from edged.core.redact import redact
 from edged.sources.base import SourceState, StateChange
 from edged.sources.factory import is_live, make_source
-from edged.sources.redact import redact
 from edged.sources.slot import FrameSlot
 from edged.sources.status import status_event
 from tests.paths import CLIP

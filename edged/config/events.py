@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from edged.config.base import MAX_DURATION_S, StrictModel
+from edged.config.base import MAX_AGE_S, MAX_DURATION_S, StrictModel
+from edged.config.http import HttpConfig
 from edged.config.paths import resolve
 
 
@@ -111,7 +112,10 @@ class JournalConfig(StrictModel):
     path: Path = Path("/var/lib/edged/events.db")
     max_backlog: int = Field(100_000, ge=100, description="most undelivered events kept")
     max_age_s: float | None = Field(
-        7 * 86400.0, gt=0, description="oldest undelivered event kept (null: no age bound)"
+        7 * 86400.0,
+        gt=0,
+        le=MAX_AGE_S,
+        description="oldest undelivered event kept, at most 366 days (null: no age bound)",
     )
     on_full: Literal["drop_oldest", "pause"] = Field(
         "drop_oldest",
@@ -121,7 +125,10 @@ class JournalConfig(StrictModel):
         0.0, ge=0, le=5, description="pause: how long an append may wait for room first"
     )
     overflow_every_s: float = Field(
-        10.0, ge=0, description="at most one overflow event this often (losses are summed)"
+        10.0,
+        ge=0,
+        le=MAX_DURATION_S,
+        description="at most one overflow event this often (losses are summed)",
     )
 
     @field_validator("path")
@@ -130,11 +137,10 @@ class JournalConfig(StrictModel):
         return resolve(v, info)
 
 
-class MetricsConfig(StrictModel):
+class MetricsConfig(HttpConfig):
     """The Prometheus endpoint (``/metrics``) and ``/healthz``; localhost only unless said
     otherwise."""
 
-    host: str = "127.0.0.1"
     port: int = Field(9108, ge=1, le=65535)
     stale_s: float = Field(
         10.0,
@@ -145,12 +151,12 @@ class MetricsConfig(StrictModel):
     )
 
 
-class DebugViewConfig(StrictModel):
+class DebugViewConfig(HttpConfig):
     """Annotated frames for a person to look at: ``/cameras/<name>/latest.jpg`` and
     ``/cameras/<name>/stream.mjpeg``. Drawn only while someone fetches them. Served by the
-    metrics server when host and port are the same as its own."""
+    metrics server when host and port are the same as its own (and then its access settings
+    must be the same too). Pictures are blurred as each camera's ``snapshots.privacy`` says."""
 
-    host: str = "127.0.0.1"
     port: int = Field(9109, ge=1, le=65535)
     jpeg_quality: int = Field(80, ge=10, le=100)
     stream_fps: float = Field(10.0, gt=0, le=60, description="at most this many MJPEG parts/s")

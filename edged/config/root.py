@@ -70,6 +70,17 @@ class Config(StrictModel):
                                 "needs a person segmenter: add segment: {model: …} to the camera",
                             )
                         )
+        m, d = self.metrics, self.debug_view
+        shared = m is not None and d is not None and (m.host, m.port) == (d.host, d.port)
+        if shared and m is not None and d is not None and m.access() != d.access():
+            errors.append(
+                (
+                    ("debug_view",),
+                    "served by the metrics server (same host and port), so its token,"
+                    " username, password, max_connections and read_timeout_s must be the"
+                    " same as metrics'",
+                )
+            )
         if self.homeassistant is not None and self.mqtt is None:
             errors.append((("homeassistant",), "needs an mqtt section to publish to"))
         if not any(c.enabled for c in self.cameras.values()):

@@ -8,22 +8,36 @@ across restarts even after every row has been pruned.
 The backlog is bounded by count and by age. At the bound the journal either drops the oldest
 rows (``drop_oldest``) or refuses new events (``pause``, after waiting up to ``pause_wait_s``
 for room). Either way it is counted, logged and reported to subscribers by an ``overflow``
-event, written in the same transaction as the batch that carries it.
+event, written in the same transaction as the batch that carries it. Losses not yet reported
+are kept in a one-row table, so a restart reports them too.
+
+A journal that cannot be written (a full disk, a read-only or failing device) is treated like
+a bound: the events are refused and counted, the error is logged once and shown on ``stats``
+and ``/healthz``, the cameras keep running, and once a write succeeds again the next
+``overflow`` event (reason ``write_error``) says how many were lost. A damaged file is moved
+aside and what it still holds carried into a fresh one (``journal_recovery``), at open or when
+a read or write finds the damage; a ``journal_recovered`` event says how many were lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from edged.config.events import JournalConfig
 from edged.core import topics
 from edged.core.event import Event
+from edged.outputs import journal_recovery
+from edged.outputs.journal_recovery import Row, is_damage
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +55,21 @@ CREATE TABLE IF NOT EXISTS events (
     payload  TEXT    NOT NULL
 )
 """
+# a damaged file that could not be moved aside is tried again after this long
+_RETRY_RECOVERY_S = 30.0
 # the age bound deletes by ts on every append: without an index that scans the whole backlog
 _INDEX = "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)"
+# losses not yet reported by an overflow event; one row at most
+_LOSSES = """
+CREATE TABLE IF NOT EXISTS losses (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    dropped   INTEGER NOT NULL,
+    refused   INTEGER NOT NULL,
+    first_seq INTEGER,
+    last_seq  INTEGER,
+    reasons   TEXT    NOT NULL
+)
+"""
 _COLUMNS = "seq, id, kind, camera, topic, retain, ts, frame_ts, v, payload"
 _INSERT = (
     "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)"
@@ -75,6 +102,38 @@ class _Unreported:
     def __bool__(self) -> bool:
         return bool(self.dropped or self.refused)
 
+    def row(self) -> tuple[int, int, int | None, int | None, str]:
+        return (
+            self.dropped,
+            self.refused,
+            self.first_seq,
+            self.last_seq,
+            json.dumps(sorted(self.reasons or ())),
+        )
+
+
+def _disk_hint(path: Path) -> str:
+    """What the disk says when SQLite only says "unable to open database file"."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError as exc:
+        return f" ({exc.strerror})"
+    if st.f_flag & os.ST_RDONLY:
+        return " (the disk is mounted read-only)"
+    if st.f_bavail == 0:
+        return " (no space left on the disk)"
+    return ""
+
+
+def _read_rows(conn: sqlite3.Connection, lo: int, hi: int) -> list[Row]:
+    return conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (lo, hi)
+    ).fetchall()
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened (a full disk or a read-only folder at start)."""
+
 
 class Journal:
     """Thread-safe, durable FIFO of undelivered events with a bounded backlog.
@@ -102,7 +161,33 @@ class Journal:
         self._unreported = _Unreported()
         self._last_report = -float("inf")
         self._last_refusal_log = -float("inf")
+        # why the journal cannot be written now (None: it can), and events lost meanwhile
+        self.error: str | None = None
+        self._lost_in_error = 0
+        self._read_error: str | None = None
+        self.recoveries = 0  # damaged files moved aside since start
+        self._recovery_failed_at = -float("inf")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._backlog = 0
+        self._last_seq = 0
+        try:
+            self._connect()
+            damage = self._check()
+        except sqlite3.Error as exc:
+            if not is_damage(exc):
+                hint = _disk_hint(self.path)
+                raise JournalError(f"journal {self.path}: cannot open: {exc}{hint}") from exc
+            damage = str(exc)
+        if damage is not None:
+            self._recover(damage)
+        else:
+            self._load_losses()
+        if self._backlog:
+            log.info(
+                "journal %s: %d undelivered events from a previous run", self.path, self._backlog
+            )
+
+    def _connect(self) -> None:
         # isolation_level=None: transactions are opened explicitly, so a batch is exactly one.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -111,13 +196,34 @@ class Journal:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
         self._conn.execute(_INDEX)
-        self._backlog: int = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._conn.execute(_LOSSES)
+        self._backlog = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self._last_seq: int = row[0] if row else 0
-        if self._backlog:
-            log.info(
-                "journal %s: %d undelivered events from a previous run", self.path, self._backlog
-            )
+        self._last_seq = row[0] if row else 0
+
+    def _load_losses(self) -> None:
+        """Losses a previous run counted but did not report: reported by the next overflow
+        event, and counted in this run's totals."""
+        row = self._conn.execute(
+            "SELECT dropped, refused, first_seq, last_seq, reasons FROM losses"
+        ).fetchone()
+        if row is None:
+            return
+        dropped, refused, first, last, reasons = row
+        self._unreported = _Unreported(dropped, refused, first, last, set(json.loads(reasons)))
+        self.dropped, self.refused = dropped, refused
+        log.info(
+            "journal %s: %d dropped and %d refused events of a previous run not yet reported;"
+            " the next overflow event reports them",
+            self.path,
+            dropped,
+            refused,
+        )
+
+    def _check(self) -> str | None:
+        """SQLite's quick integrity check (every page read once): the damage found, or None."""
+        problems = [r[0] for r in self._conn.execute("PRAGMA quick_check(5)").fetchall()]
+        return None if problems == ["ok"] else "; ".join(problems)
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Make a batch durable in one transaction; return the events with ``seq`` assigned.
@@ -163,6 +269,7 @@ class Journal:
             if left <= 0 or n > self.config.max_backlog:
                 self.refused += n
                 self._unreported.add_refused(n, reason)
+                self._save_losses()
                 if time.monotonic() - self._last_refusal_log >= self.config.overflow_every_s:
                     self._last_refusal_log = time.monotonic()
                     log.warning(
@@ -193,6 +300,65 @@ class Journal:
         return None if row is None else float(row[0])
 
     def _write(self, events: Sequence[Event], now: float) -> list[Event]:
+        """``_transaction``, with what a failing journal needs: a damaged file is recovered and
+        the write tried once more; any other failure refuses the events (counted, reported
+        once writing works again)."""
+        for attempt in (1, 2):
+            try:
+                out = self._transaction(events, now)
+            except sqlite3.Error as exc:
+                self._rollback()
+                if is_damage(exc) and attempt == 1 and self._recover(str(exc)):
+                    continue
+                return self._write_failed(events, exc)
+            except BaseException:
+                self._rollback()
+                raise
+            if self.error is not None:
+                log.warning(
+                    "journal %s: writable again; %d event(s) were lost while it was not (the"
+                    " overflow event with reason write_error reports them)",
+                    self.path,
+                    self._lost_in_error,
+                )
+                self.error, self._lost_in_error = None, 0
+            return out
+        return []
+
+    def _rollback(self) -> None:
+        # SQLite has often rolled back already (a full disk): a second ROLLBACK would raise
+        # "no transaction is active" and hide the real error
+        # (a connection a failed recovery left closed has nothing to roll back)
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+
+    def _write_failed(self, events: Sequence[Event], exc: sqlite3.Error) -> list[Event]:
+        n = len(events)
+        self.refused += n
+        self._lost_in_error += n
+        self._unreported.add_refused(n, "write_error")
+        if self.error is None:
+            log.error(
+                "journal %s: cannot write (%s): new events are lost until it can; the cameras"
+                " keep running",
+                self.path,
+                exc,
+            )
+            self.error = str(exc)
+        return []
+
+    def _save_losses(self) -> None:
+        """Keep the unreported losses across a restart (outside a batch: pause refusals)."""
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)", self._unreported.row()
+            )
+        except sqlite3.Error as exc:
+            # a full disk: they stay in memory and go out with the next overflow event
+            log.debug("journal %s: losses not saved: %s", self.path, exc)
+
+    def _transaction(self, events: Sequence[Event], now: float) -> list[Event]:
         """Insert, enforce the bounds (drop_oldest), add an overflow report when one is due."""
         out: list[Event] = []
         backlog = self._backlog
@@ -223,9 +389,14 @@ class Journal:
                 report = self._overflow(unreported, backlog + 1, now)
                 out.append(replace(report, seq=self._insert(report)))
                 backlog += 1
+                self._conn.execute("DELETE FROM losses")
+            elif unreported.dropped != self._unreported.dropped:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)", unreported.row()
+                )
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         self.dropped += unreported.dropped - self._unreported.dropped
         self._backlog = backlog
@@ -297,12 +468,20 @@ class Journal:
     # -- the publisher's side ---------------------------------------------------------------
 
     def pending(self, after_seq: int = 0, limit: int = 500) -> list[Event]:
-        """Undelivered events with ``seq > after_seq``, oldest first."""
+        """Undelivered events with ``seq > after_seq``, oldest first. A damaged file is
+        recovered and read again; a read that fails otherwise gives nothing this time."""
+        query = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            try:
+                try:
+                    rows = self._conn.execute(query, (after_seq, limit)).fetchall()
+                except sqlite3.DatabaseError as exc:
+                    if not (is_damage(exc) and self._recover(str(exc))):
+                        raise
+                    rows = self._conn.execute(query, (after_seq, limit)).fetchall()
+            except sqlite3.Error as exc:
+                return self._read_failed(exc)
+            self._read_error = None
         return [
             Event(
                 kind=kind,
@@ -325,15 +504,116 @@ class Journal:
         if not params:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 cur = self._conn.executemany("DELETE FROM events WHERE seq = ?", params)
                 self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                if is_damage(exc):
+                    self._recover(str(exc))
+                elif self.error is None:
+                    # kept: they go out again after a restart (duplicates, never a loss)
+                    log.error("journal %s: cannot prune delivered events: %s", self.path, exc)
+                return
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._backlog -= cur.rowcount
             self._room.notify_all()
+
+    def _read_failed(self, exc: sqlite3.Error) -> list[Event]:
+        if self._read_error != str(exc):
+            log.error("journal %s: cannot read the backlog: %s", self.path, exc)
+        self._read_error = str(exc)
+        return []
+
+    def _recover(self, damage: str) -> bool:
+        """Move the damaged file aside, carry what it holds into a fresh one (same seqs, so
+        what is in flight is acknowledged as usual), and journal a ``journal_recovered``.
+        False when that is not possible now (a read-only folder, a full disk): the journal is
+        then in error, and recovery is tried again at most every ``_RETRY_RECOVERY_S``."""
+        if time.monotonic() - self._recovery_failed_at < _RETRY_RECOVERY_S:
+            return False
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        try:
+            found = journal_recovery.salvage(self.path, damage, _read_rows)
+        except OSError as exc:
+            return self._recovery_failed(damage, f"it cannot be moved aside: {exc}")
+        try:
+            self._connect()
+            seq = self._carry(found)
+        except sqlite3.Error as exc:
+            return self._recovery_failed(damage, f"a fresh journal cannot be written: {exc}")
+        self.recoveries += 1
+        self.error = None
+        log.error(
+            "journal %s was damaged (%s): moved to %s; %d undelivered event(s) carried into a"
+            " fresh journal, %s lost (journal_recovered event seq=%d)",
+            self.path,
+            damage,
+            found.moved_to,
+            len(found.rows),
+            "an unknown number" if found.lost is None else found.lost,
+            seq,
+        )
+        self.appended.set()
+        return True
+
+    def _carry(self, found: journal_recovery.Salvage) -> int:
+        """Write the salvaged rows and the ``journal_recovered`` event; returns its seq."""
+        event = Event(
+            kind="journal_recovered",
+            camera=None,
+            topic=topics.OVERFLOW,
+            payload={
+                "damage": found.reason,
+                "moved_to": str(found.moved_to),
+                "salvaged": len(found.rows),
+                "lost": found.lost,
+                "last_seq": found.last_seq,
+            },
+        )
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                found.rows,
+            )
+            # seqs go on from the damaged file's, never below what it handed out
+            self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+            self._conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (found.last_seq,)
+            )
+            seq = self._insert(event)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._backlog = len(found.rows) + 1
+        self._last_seq = seq
+        return seq
+
+    def _recovery_failed(self, damage: str, why: str) -> bool:
+        self._recovery_failed_at = time.monotonic()
+        error = f"damaged ({damage}) and {why}"
+        if self.error != error:
+            log.error("journal %s is %s; new events are lost until it can be", self.path, error)
+        self.error = error
+        # whatever is at the path now (the damaged file, or a fresh one): reads and writes
+        # fail with a clear error rather than on a closed connection
+        with contextlib.suppress(sqlite3.Error):
+            self._connect()
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """For ``stats`` and ``/healthz``: whether events can be kept now."""
+        return {
+            "state": "error" if self.error is not None else "ok",
+            "error": self.error,
+            "recoveries": self.recoveries,
+        }
 
     def backlog(self) -> int:
         """How many events are stored and not yet delivered."""

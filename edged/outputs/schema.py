@@ -13,6 +13,8 @@ from edged.config.scenes import PRESETS
 GENERIC_KINDS = (
     "alert",
     "camera_status",
+    "config_reload",
+    "journal_recovered",
     "line_crossing",
     "line_totals",
     "object",

@@ -14,6 +14,7 @@ from edged.config import CameraConfig
 from edged.core.detections import Detections
 from edged.core.frame import Frame
 from edged.core.latency import STAGES, Latency, RateMeter
+from edged.core.masks import PersonMask
 from edged.models.detector import Detector, DetectRequest
 from edged.models.segmenter import Segmenter
 from edged.outputs.sink import EventSink
@@ -69,6 +70,7 @@ class CameraRuntime:
         self.sink = sink
         self.analytics = CameraAnalytics(name, config, detector.labels)
         self.snapshots = None
+        self.seen: tuple[Frame, Detections, PersonMask | None] | None = None
         if config.snapshots is not None:
             threshold = 0.5 if config.segment is None else config.segment.threshold
             self.snapshots = Snapshotter(
@@ -135,6 +137,8 @@ class CameraRuntime:
                     t0 = time.perf_counter()
                     people = self.segmenter.segment(frame.image)
                     self.stages["segment"].observe(time.perf_counter() - t0)
+                # what the debug view blurs by, set before the tracks of this frame
+                self.seen = (frame, detections, people)
                 t0 = time.perf_counter()
                 events = self.analytics.process(frame, detections, people)
                 if self.snapshots is not None:

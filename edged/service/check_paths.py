@@ -1,11 +1,10 @@
 """The files and folders the daemon writes from its start: the journal, and each camera's
 snapshot folder. Each must be a folder that exists or can be made, and takes new files; an
-existing journal must be a SQLite file this user can write. Nothing is created here."""
+existing journal must be a file this user can write. Nothing is created here."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -50,15 +49,8 @@ def journal_problem(path: Path) -> str | None:
             pass
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
-    try:
-        # read only: a check never changes the journal a running daemon has open
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        return f"{path} is not an edged journal (SQLite): {exc}"
+    # a file that is not SQLite, or a damaged one, is no problem: the daemon moves it aside
+    # (nothing is deleted) and starts a fresh journal with what it could read
     return None
 
 

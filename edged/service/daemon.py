@@ -116,6 +116,7 @@ def stats_event(
         "backlog": sink.journal.backlog(),
         "dropped_events": sink.journal.dropped,
         "refused_events": sink.journal.refused,
+        "journal": sink.journal.state(),
     }
     if publisher is not None:
         payload["publish"] = publisher.ack_latency.summary()

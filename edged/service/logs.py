@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from edged.core.redact import redact_text
+
 # sd-daemon.h: SD_ERR 3, SD_WARNING 4, SD_INFO 6, SD_DEBUG 7 (SD_CRIT 2 for CRITICAL)
 PRIORITY = {
     logging.CRITICAL: 2,
@@ -24,7 +26,15 @@ PRIORITY = {
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class JournalFormatter(logging.Formatter):
+class RedactingFormatter(logging.Formatter):
+    """Every URI in a line, tracebacks included, has its credentials hidden (the last guard:
+    a library's message may quote a camera URI)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+class JournalFormatter(RedactingFormatter):
     """``<priority>name: message``; every further line of a message (a traceback) carries the
     prefix too, since journald reads each line as its own entry."""
 
@@ -54,6 +64,6 @@ def to_journal(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
 def setup(level: str, stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        JournalFormatter() if to_journal(stream) else logging.Formatter(PLAIN_FORMAT)
+        JournalFormatter() if to_journal(stream) else RedactingFormatter(PLAIN_FORMAT)
     )
     logging.basicConfig(level=level, handlers=[handler])

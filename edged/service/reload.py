@@ -24,6 +24,7 @@ from typing import Any
 from edged.config import CameraConfig, Config, ConfigError
 from edged.core import topics
 from edged.core.event import Event
+from edged.core.redact import redact_text
 from edged.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,8 @@ def reload(
         log.error("reload rejected; still running on the previous config:")
         for problem in exc.problems:
             log.error("error: %s", problem)
-        return running, _event({"status": "rejected", "errors": exc.problems})
+        errors = [redact_text(p) for p in exc.problems]
+        return running, _event({"status": "rejected", "errors": errors})
     actions = plan(running, new)
     log.info("reload: %s", actions.summary())
     config = effective(running, new, actions)

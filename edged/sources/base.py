@@ -30,6 +30,7 @@ from edged.config.camera import SourceConfig
 from edged.core import priority
 from edged.core.frame import Frame
 from edged.core.latency import Latency, RateMeter
+from edged.core.redact import redact_text
 from edged.sources.capture import Capture, SourceError
 from edged.sources.slot import FrameSlot
 
@@ -125,7 +126,7 @@ class Source(ABC):
                     capture = self.open()
                 except SourceError as exc:
                     attempt += 1
-                    self._retry(str(exc), attempt)
+                    self._retry(redact_text(str(exc)), attempt)
                     continue
                 if self._stop.is_set():
                     capture.close()
@@ -134,6 +135,8 @@ class Source(ABC):
                     outcome, reason = self._stream(capture)
                 finally:
                     capture.close()
+                # a decoder's message may quote the URI it failed on
+                reason = redact_text(reason)
                 if outcome == "ended":
                     self._set(SourceState.ENDED, "end of stream")
                     return

@@ -9,8 +9,8 @@ import av
 import av.container
 import av.video
 
+from edged.core.redact import redact
 from edged.sources.capture import Capture, Decoded, SourceError
-from edged.sources.redact import redact
 
 # FFmpeg probes 5 s of a stream by default, which makes every RTSP open take ≈ 5.5 s;
 # 0.3 s finds the codec parameters of an H.264 camera and opens in ≈ 0.5 s.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edged.core import topics
 from edged.core.event import Event
+from edged.core.redact import redact
 from edged.sources.base import SourceState, StateChange
-from edged.sources.redact import redact
 
 # what subscribers are told of each state; connecting and stalled are passing states that
 # say nothing new (a stall is followed by reconnecting at once)

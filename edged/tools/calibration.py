@@ -24,6 +24,8 @@ import av
 import cv2
 import numpy as np
 
+from edged.core.redact import redact_text
+
 log = logging.getLogger(__name__)
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -183,7 +185,7 @@ def sample_live(
                     break
     except (av.error.FFmpegError, OSError) as exc:
         if not out:
-            raise CalibrationError(f"{uri}: cannot read frames: {exc}") from exc
+            raise CalibrationError(redact_text(f"{uri}: cannot read frames: {exc}")) from exc
         log.warning("%s: stopped after %d of %d frames: %s", uri, len(out), count, exc)
     return out
 

@@ -14,6 +14,7 @@ import numpy as np
 from edged.camera.analytics import CameraAnalytics
 from edged.core.frame import Frame
 from edged.pipeline import Pipeline
+from edged.pipeline.camera import CameraRuntime
 from edged.web.annotate import LineView, ZoneView, annotate
 from edged.web.server import Request
 
@@ -74,11 +75,12 @@ class DebugView:
             drawn = self._drawn.get(camera)
             if drawn is not None and drawn[0] is frame:
                 return drawn[1]
+        frame, picture = private_picture(cam, frame)
         fps = cam.process_rate.rate()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.wall_ts))
         header = f"{camera}  #{frame.seq}  {stamp}  {len(tracked.objects)} tracks  {fps:.1f} fps"
         zones, lines = views(cam.analytics)
-        image = annotate(frame.image, tracked, zones, lines, header)
+        image = annotate(picture, tracked, zones, lines, header)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise RuntimeError(f"{camera}: JPEG encoding failed")
@@ -112,6 +114,20 @@ class DebugView:
                     return  # the viewer went away
                 sent = jpeg
             stopping.wait(self.period_s)
+
+
+def private_picture(cam: CameraRuntime, frame: Frame) -> tuple[Frame, np.ndarray]:
+    """The frame to draw on, blurred as the camera's ``snapshots.privacy`` says: every picture
+    that leaves the process is, not only the saved snapshots. When the camera has moved on to
+    a newer frame meanwhile, that one is drawn (its detections are the ones to blur by)."""
+    shots = cam.snapshots
+    if shots is None or shots.config.privacy.blur == "off":
+        return frame, frame.image
+    seen = cam.seen
+    if seen is None:
+        raise RuntimeError(f"{cam.name}: a processed frame without its detections")
+    shown, detections, people = seen
+    return shown, shots.private_image(shown.image, detections, people)
 
 
 def views(analytics: CameraAnalytics) -> tuple[list[ZoneView], list[LineView]]:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from edged.core.redact import redact_text
 from edged.pipeline import CameraRuntime, Pipeline
 from edged.sources.base import SourceState
 
@@ -46,7 +47,7 @@ def camera_health(cam: CameraRuntime, stale_s: float) -> CameraHealth:
     if cam.failed is not None:
         return verdict(False, f"analytics failed: {cam.failed}")
     if cam.source.failed is not None:
-        return verdict(False, f"source failed: {cam.source.failed}")
+        return verdict(False, f"source failed: {redact_text(str(cam.source.failed))}")
     if state in DONE:
         return verdict(True, "ended")
     if state is not SourceState.STREAMING:
@@ -61,13 +62,20 @@ def camera_health(cam: CameraRuntime, stale_s: float) -> CameraHealth:
 
 
 def health(pipeline: Pipeline, stale_s: float) -> tuple[bool, dict[str, Any]]:
-    """(all cameras fine, the JSON body): each camera's state, and why it is not fine."""
+    """(all cameras fine and events kept, the JSON body): each camera's state, the journal's,
+    and why they are not fine. A journal that cannot be written fails the check: the
+    cameras run, but what they see is lost."""
     cams = {name: camera_health(cam, stale_s) for name, cam in pipeline.cameras.items()}
-    ok = all(c.ok for c in cams.values())
+    journal = pipeline.sink.journal.state()
+    reasons = [f"{name}: {c.reason}" for name, c in cams.items() if not c.ok]
+    if journal["error"] is not None:
+        reasons.append(f"journal: cannot write: {journal['error']}")
+    ok = not reasons
     body: dict[str, Any] = {
         "status": "ok" if ok else "unhealthy",
         "cameras": {name: c.as_dict() for name, c in cams.items()},
+        "journal": journal,
     }
     if not ok:
-        body["reasons"] = [f"{name}: {c.reason}" for name, c in cams.items() if not c.ok]
+        body["reasons"] = reasons
     return ok, body

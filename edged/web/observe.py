@@ -10,6 +10,7 @@ import logging
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edged.config import Config
+from edged.config.http import HttpConfig, is_loopback
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
@@ -52,24 +53,39 @@ def serve_http(
     """Start the configured servers (none when neither section is there)."""
     routes: dict[tuple[str, int], list[Route]] = {}
     pages: dict[tuple[str, int], list[str]] = {}
+    # a shared address is served with the metrics section's access settings (the config
+    # refuses two that differ)
+    access: dict[tuple[str, int], HttpConfig] = {}
     if config.metrics is not None:
         m = config.metrics
         routes[(m.host, m.port)] = metrics_routes(pipeline, sink, publisher, m.stale_s)
         pages[(m.host, m.port)] = ["/metrics", "/healthz"]
+        access[(m.host, m.port)] = m
     if config.debug_view is not None:
         d = config.debug_view
         view = DebugView(pipeline, d.jpeg_quality, d.stream_fps)
         routes.setdefault((d.host, d.port), []).append(view.route)
         pages.setdefault((d.host, d.port), []).append("/cameras/")
+        access.setdefault((d.host, d.port), d)
     servers: list[WebServer] = []
     try:
         for (host, port), answer in routes.items():
-            servers.append(WebServer(host, port, answer))
+            servers.append(WebServer(host, port, answer, access[(host, port)]))
     except OSError as exc:
         for server in servers:
             server.close()
         raise OSError(exc.errno, f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from None
     for server, (host, port) in zip(servers, routes, strict=True):
         server.start()
-        log.info("HTTP on http://%s:%d: %s", host, port, " ".join(pages[(host, port)]))
+        guard = access[(host, port)]
+        how = "token" if guard.token else "basic auth" if guard.username else "no auth"
+        log.info("HTTP on http://%s:%d (%s): %s", host, port, how, " ".join(pages[(host, port)]))
+        if not guard.auth_required and not is_loopback(host):
+            log.warning(
+                "HTTP on %s:%d is open to every machine that can reach it, without auth"
+                " (insecure: true): anyone there sees %s",
+                host,
+                port,
+                " ".join(pages[(host, port)]),
+            )
     return servers

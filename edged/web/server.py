@@ -1,25 +1,71 @@
-"""A small threaded HTTP server whose paths are answered by routes; localhost by default."""
+"""A small threaded HTTP server whose paths are answered by routes; localhost by default.
+
+It is exposed to whatever can reach its port, so it guards itself: a request's line and
+headers must arrive within ``read_timeout_s`` (a watcher closes connections that dawdle, so a
+client sending one byte at a time cannot hold a thread), at most ``max_connections`` are open
+at once (the next get ``503`` at once), the listen backlog is 128, and with a token or a login
+configured every request must carry it.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import hmac
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from edged.config.http import HttpConfig
 
 log = logging.getLogger(__name__)
 
 # answers a request (True), or leaves it to the next route (False)
 Route = Callable[["Request", str], bool]
 
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 21\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
+
 
 class Request(BaseHTTPRequestHandler):
     server: WebServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # also bounds a send to a viewer that stopped reading
+        self.connection.settimeout(self.server.access.read_timeout_s)
+
+    def handle_one_request(self) -> None:
+        # the request line and headers are read under the watcher's deadline
+        self.server.watch(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self.connection)
+
     def do_GET(self) -> None:
-        path = unquote(urlsplit(self.path).path)
+        self.server.unwatch(self.connection)
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        if not self.server.allows(self.headers.get("Authorization"), parts.query):
+            self.server.denied += 1
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", self.server.challenge)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            body = b"authentication required\n"
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         try:
             for route in self.server.routes:
                 if route(self, path):
@@ -45,22 +91,121 @@ class Request(BaseHTTPRequestHandler):
 
 
 class WebServer(ThreadingHTTPServer):
-    """``stopping`` is set by ``close``, so a long answer (a stream) can end."""
+    """``stopping`` is set by ``close``, so a long answer (a stream) can end. ``busy``
+    (connections refused at the cap), ``expired`` (closed by the read deadline) and
+    ``denied`` (requests without the right credentials) count what was turned away."""
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
-    def __init__(self, host: str, port: int, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, host: str, port: int, routes: Sequence[Route], access: HttpConfig | None = None
+    ) -> None:
         super().__init__((host, port), Request)
         self.routes = list(routes)
+        self.access = access or HttpConfig(host=host, insecure=True)
         self.stopping = threading.Event()
+        self.busy = self.expired = self.denied = 0
+        self._slots = threading.BoundedSemaphore(self.access.max_connections)
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._last_busy_log = -float("inf")
         self._thread = threading.Thread(target=self.serve_forever, name=f"http-{port}", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=f"http-{port}-w", daemon=True)
+        token, user, password = self.access.access()[:3]
+        self._token = None if token is None else token.encode()
+        self._basic = None if user is None else f"{user}:{password}".encode()
+        self.challenge = 'Basic realm="edged"' if self._basic else 'Bearer realm="edged"'
 
     def start(self) -> None:
         self._thread.start()
+        self._watcher.start()
 
     def close(self) -> None:
         self.stopping.set()
         if self._thread.is_alive():  # shutdown() waits for a loop that never started
             self.shutdown()
         self.server_close()
+
+    # -- who may ask ------------------------------------------------------------------------
+
+    def allows(self, authorization: str | None, query: str) -> bool:
+        """No credentials configured: everyone. Otherwise the token (as a bearer, or
+        ``?token=`` for a browser's <img>) or the basic-auth login."""
+        if self._token is None and self._basic is None:
+            return True
+        scheme, _, value = (authorization or "").partition(" ")
+        value = value.strip()
+        if self._token is not None:
+            offered = [value] if scheme.lower() == "bearer" else []
+            offered += parse_qs(query).get("token", [])
+            if any(hmac.compare_digest(o.encode(), self._token) for o in offered):
+                return True
+        if self._basic is not None and scheme.lower() == "basic":
+            try:
+                login = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            return hmac.compare_digest(login, self._basic)
+        return False
+
+    # -- how many, how slow -----------------------------------------------------------------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        self.busy += 1
+        now = time.monotonic()
+        if now - self._last_busy_log >= 60:
+            self._last_busy_log = now
+            log.warning(
+                "HTTP on port %d: %d connections open, the most allowed (max_connections);"
+                " refusing more (%d so far)",
+                self.server_address[1],
+                self.access.max_connections,
+                self.busy,
+            )
+        try:
+            request.settimeout(0.5)
+            request.sendall(_BUSY)
+        except OSError:
+            pass  # it went away; it was refused either way
+        self.shutdown_request(request)
+
+    def watch(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.access.read_timeout_s
+
+    def unwatch(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _watch(self) -> None:
+        period = min(0.5, self.access.read_timeout_s / 4)
+        while not self.stopping.wait(period):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, t in self._deadlines.items() if t <= now]
+                for conn in late:
+                    del self._deadlines[conn]
+            for conn in late:
+                self.expired += 1
+                # the handler's read returns at once, and its thread ends (OSError: the
+                # client closed it already)
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
