@@ -1,5 +1,6 @@
 """MQTT 5 and 3.1.1, QoS 2, message expiry, TLS with client certificates, passwords from the
-environment — against a real Mosquitto."""
+environment; TLS spoken to a plain port and a session taken over by a client with the same id
+said as what they are — against a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from edged.config.events import JournalConfig, MqttConfig, TlsConfig
 from edged.core.event import Event
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
-from tests.mqtt_helpers import BrokerFactory, Subscriber, free_port
-from tests.paths import MODEL
+from edged.outputs.mqtt_diagnose import TakeoverWatch, speaks_plain_mqtt
+from tests.daemon import Daemon
+from tests.mqtt_helpers import Broker, BrokerFactory, Subscriber, free_port
+from tests.paths import DEMO, MODEL
 from tests.schema import validator
 from tests.tls_certs import Certs, make_certs
 
@@ -281,3 +284,86 @@ def test_overflow_during_an_outage_is_published_with_the_survivors(
     assert last["kind"] == "overflow" and last["camera"] is None
     assert last["dropped_total"] == journal.dropped and last["policy"] == "drop_oldest"
     broker.stop()
+
+
+# -- failures said as what they are: TLS to a plain port, a session taken over ---------
+
+
+def test_tls_to_a_plain_port_says_so(
+    mqtt_broker: Broker, started: Any, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert speaks_plain_mqtt(mqtt_broker.host, mqtt_broker.port)
+    tls = TlsConfig(ca=certs.ca)
+    with caplog.at_level(logging.INFO, logger="edged.outputs.mqtt"):
+        publisher, journal = started(
+            MqttConfig(port=mqtt_broker.port, tls=tls, reconnect_min_s=0.1, reconnect_max_s=0.2)
+        )
+        journal.append(events(2))
+        errors = wait_for_log(caplog, "speaks plain MQTT", 10)
+        # several retries later it is still said once
+        wait_for_log(caplog, "never logged", 1.5)
+    said = [m for m in errors if "speaks plain MQTT" in m]
+    assert len(said) == 1, errors
+    assert f"127.0.0.1:{mqtt_broker.port} speaks plain MQTT, not TLS" in said[0]
+    assert not any("unreachable" in r.getMessage() for r in caplog.records)
+    assert not publisher.connected and journal.backlog() == 2
+
+
+def test_a_tls_port_and_a_dead_port_are_not_plain_mqtt(
+    mqtt_broker_factory: BrokerFactory, certs: Certs
+) -> None:
+    broker, tls_port = tls_broker(mqtt_broker_factory, certs)
+    assert not speaks_plain_mqtt("127.0.0.1", tls_port)
+    assert not speaks_plain_mqtt("127.0.0.1", free_port())
+    broker.stop()
+
+
+def test_a_dead_port_with_tls_is_still_unreachable(
+    started: Any, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="edged.outputs.mqtt"):
+        started(MqttConfig(port=free_port(), tls=TlsConfig(ca=certs.ca), reconnect_min_s=0.1))
+        deadline_errors = wait_for_log(caplog, "never logged", 1.5)
+    assert not any("TLS" in m for m in deadline_errors)
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+
+
+def test_takeover_watch_tells_a_takeover_from_a_broker_restart() -> None:
+    watch = TakeoverWatch(short_s=5, times=3, window_s=60)
+    # a broker restart: one long session ends, the next lasts
+    watch.connected(now=0)
+    assert not watch.dropped(False, now=3600)
+    # another client with the same id: sessions end moments after they begin
+    verdicts = []
+    for t in (3700, 3701.5, 3703):
+        watch.connected(now=t)
+        verdicts.append(watch.dropped(False, now=t + 0.4))
+    assert verdicts == [False, False, True] and watch.takeovers == 1
+    # a long session in between resets the pattern
+    watch.connected(now=4000)
+    assert not watch.dropped(False, now=4100)
+    watch.connected(now=4101)
+    assert not watch.dropped(False, now=4101.2)
+    # an MQTT 5 broker that says so is believed at once
+    assert watch.dropped(True, now=4200) and watch.takeovers == 2
+
+
+def test_two_daemons_with_one_device_id_are_told_their_session_is_taken_over(
+    mqtt_broker: Broker, tmp_path: Path
+) -> None:
+    env = {"EDGED_MQTT_HOST": mqtt_broker.host, "EDGED_MQTT_PORT": str(mqtt_broker.port)}
+    daemons = [
+        Daemon(DEMO, env={**env, "EDGED_STATE_DIR": str(tmp_path / name)})
+        for name in ("first", "second")
+    ]
+    try:
+        assert any(d.logged("MQTT session taken over", 25) for d in daemons), [
+            d.stderr for d in daemons
+        ]
+        told = next(d for d in daemons if "MQTT session taken over" in d.stderr)
+        assert "same client id 'edged-demo'" in told.stderr
+        assert "device_id 'demo'" in told.stderr
+        assert "Unspecified error" not in told.stderr.split("MQTT session taken over")[1]
+    finally:
+        for d in daemons:
+            d.kill()

@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edged.config.events import MqttConfig
 from edged.core.latency import Latency
 from edged.outputs.journal import Journal
+from edged.outputs.mqtt_diagnose import SESSION_TAKEN_OVER, TakeoverWatch, tls_failure
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(f"{__name__}.paho")
@@ -138,6 +139,9 @@ class MqttPublisher:
         # the backlog when it sees a new value (what was in flight may be lost).
         self._session = 0
         self._unreachable_logged = False
+        self._tls_verdicts: dict[str, str | None] = {}
+        self.takeover = TakeoverWatch()
+        self._last_takeover_log = -float("inf")
         # Filled by the network thread, drained by the publisher thread (deque ops are atomic):
         # (mid, monotonic and wall-clock time of the PUBACK).
         self._acks: collections.deque[tuple[int, float, float]] = collections.deque()
@@ -291,6 +295,7 @@ class MqttPublisher:
             )
             return
         log.info("MQTT connected to %s:%d (%s)", self._config.host, self._config.port, reason_code)
+        self.takeover.connected()
         self._unreachable_logged = False
         self._last_failure = None
         # An MQTT 5 broker states how many QoS 1/2 messages it takes in flight; more are a
@@ -321,9 +326,17 @@ class MqttPublisher:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         error = self._client.last_error
-        if isinstance(error, ssl.SSLError | ssl.CertificateError):
-            self._report_failure(f"TLS handshake failed: {error}")
-            return
+        if self._config.tls is not None and error is not None:
+            # the probe behind it runs once per kind of error, not on every retry
+            key = f"{type(error).__name__}: {error}"
+            if key not in self._tls_verdicts:
+                self._tls_verdicts[key] = tls_failure(
+                    self._config.host, self._config.port, error
+                )
+            what = self._tls_verdicts[key]
+            if what is not None:
+                self._report_failure(what)
+                return
         if self._unreachable_logged:
             log.debug("MQTT broker %s:%d still unreachable", self._config.host, self._config.port)
             return
@@ -345,6 +358,10 @@ class MqttPublisher:
         self._connected.clear()
         with self._progress:
             self._progress.notify_all()
+        said = flags.is_disconnect_packet_from_server and reason_code.value == SESSION_TAKEN_OVER
+        if not self._stopping.is_set() and self.takeover.dropped(said):
+            self._taken_over()
+            return
         level = logging.INFO if self._stopping.is_set() else logging.WARNING
         log.log(
             level,
@@ -353,6 +370,24 @@ class MqttPublisher:
             self._config.port,
             reason_code,
             self._journal.backlog(),
+        )
+
+    def _taken_over(self) -> None:
+        now = time.monotonic()
+        if now - self._last_takeover_log < 60:
+            log.debug("MQTT session taken over again (%d so far)", self.takeover.takeovers)
+            return
+        self._last_takeover_log = now
+        log.error(
+            "MQTT session taken over by another client with the same client id %r: the broker"
+            " %s:%d closes edged's connection right after accepting it (%d times so far). Is a"
+            " second edged running with device_id %r? Give each its own device_id (or"
+            " mqtt.client_id); until then delivery stalls and events wait in the journal",
+            self.client_id,
+            self._config.host,
+            self._config.port,
+            self.takeover.takeovers,
+            self._device_id,
         )
 
     def _report_failure(self, what: str) -> None:

@@ -97,6 +97,11 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "edged_mqtt_connected", "1 while the broker connection is up", self._publisher.connected
         )
+        yield CounterMetricFamily(
+            "edged_mqtt_session_takeovers",
+            "Broker sessions ended by another client with the same client id",
+            self._publisher.takeover.takeovers,
+        )
         publish = HistogramMetricFamily(
             "edged_publish_seconds", "Seconds from publishing an event to the broker's PUBACK"
         )
