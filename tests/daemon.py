@@ -115,6 +115,14 @@ class Daemon:
             t.join(2)
         return time.monotonic() - start
 
+    def finish(self, timeout: float) -> int:
+        """Wait for the daemon to end on its own; its exit code (killed past ``timeout``)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"edged did not end within {timeout} s:\n{self.stderr}") from None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -184,6 +184,14 @@ class Relay:
             except OSError:
                 return
 
+    def cut(self) -> None:
+        """Drop every connection through the relay (a link that flaps); new ones are taken."""
+        sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # unblocks accept()

@@ -58,10 +58,7 @@ def test_sigkill_mid_stream_then_restart_delivers_the_backlog_in_order(
     try:
         with Subscriber(broker.host, broker.port, "edged/demo/#") as sub:
             second = Daemon(DEMO, *FAST)
-            try:
-                assert second.proc.wait(WAIT) == 0, second.stderr
-            finally:
-                second.kill()
+            assert second.finish(WAIT) == 0, second.stderr
             live = list(second.events)
             expected = {e["id"] for e in backlog + live}
             assert sub.wait_for(lambda: {m["id"] for m in first_arrivals(sub)} >= expected, 10), (

@@ -257,10 +257,7 @@ def test_the_daemon_recovers_a_damaged_journal_and_delivers_what_it_salvaged(
     monkeypatch.setenv("EDGED_MQTT_PORT", str(broker.port))
     # the broker is down: the whole clip's events wait in the journal
     first = Daemon(DEMO, *FAST)
-    try:
-        assert first.proc.wait(WAIT) == 0, first.stderr
-    finally:
-        first.kill()
+    assert first.finish(WAIT) == 0, first.stderr
     made = {e["id"]: e for e in first.events}
     path = tmp_path / "events.db"
     # one page of the events table, found by an event's id in the middle of the clip
@@ -274,10 +271,7 @@ def test_the_daemon_recovers_a_damaged_journal_and_delivers_what_it_salvaged(
     broker.start()
     with Subscriber(broker.host, broker.port, "edged/demo/#") as sub:
         second = Daemon(DEMO, *FAST)
-        try:
-            assert second.proc.wait(WAIT) == 0, second.stderr
-        finally:
-            second.kill()
+        assert second.finish(WAIT) == 0, second.stderr
         live = {e["id"] for e in second.events}
         assert sub.wait_for(lambda: live <= {m["id"] for m in delivered(sub)}, 10), second.stderr
         got = delivered(sub)
