@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from edged import __version__
@@ -89,9 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--keep-head-fp32", action="store_true")
     calibrate.add_argument("-o", "--output", help="default: <model>-int8.onnx")
-    convert = sub.add_parser("convert", help="make an FP16 model")
+    convert = sub.add_parser("convert", help="make an FP16 or a dynamic-batch model")
     convert.add_argument("model", help="the FP32 ONNX model (manifest beside it)")
-    convert.add_argument("--fp16", action="store_true", required=True)
+    to = convert.add_mutually_exclusive_group(required=True)
+    to.add_argument("--fp16", action="store_true", help="FP16 weights and compute")
+    to.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="the batch dimension of a batch-1 model made dynamic (checked: a batch of two"
+        " gives what two runs of one give)",
+    )
     convert.add_argument(
         "--from",
         dest="sources",
@@ -100,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VIDEO",
         help="frames to measure the change against FP32 on",
     )
-    convert.add_argument("-o", "--output", help="default: <model>-fp16.onnx")
+    convert.add_argument("-o", "--output", help="default: <model>-fp16.onnx / -dyn.onnx")
     events = sub.add_parser("events", help="subscribe to a broker and print edged's events")
     events.add_argument("config", nargs="?", help="take the broker (TLS, login) from this config")
     events.add_argument("--host", help="broker host (default: the config's, or 127.0.0.1)")
@@ -166,6 +174,15 @@ def _convert(args: argparse.Namespace) -> int:
     from edged.tools.model_files import QuantizeError
 
     try:
+        if args.dynamic_batch:
+            from edged.tools.graph_edits import make_dynamic_batch
+
+            model = Path(args.model)
+            out = make_dynamic_batch(
+                model, args.output or model.with_name(f"{model.stem}-dyn.onnx")
+            )
+            print(f"dynamic batch: {out}")
+            return 0
         frames = collect_frames(args.sources, 50) if args.sources else None
         report = convert_fp16(args.model, args.output, frames=frames)
     except (QuantizeError, OSError, ValueError) as exc:

@@ -145,9 +145,9 @@ def test_a_manifest_the_model_does_not_fit(
 
 def test_a_precision_the_backend_cannot_run(tmp_path: Path) -> None:
     config = base(tmp_path)
-    config["models"]["coco"]["precision"] = "int8"
+    config["models"]["coco"]["precision"] = "fp16"
     path = write(tmp_path, config)
-    assert "precision int8 on backend cpu needs a int8 model" in one_problem(
+    assert "precision fp16 on backend cpu needs a fp16 model" in one_problem(
         path, "models.coco.path", "path", "coco"
     )
 

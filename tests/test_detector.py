@@ -36,7 +36,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2))
+    return load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2, precision="fp32"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from edged.config.model import ModelConfig
 from edged.core.detections import Detections
@@ -37,7 +37,7 @@ from edged.tools.calibration import (
 from edged.tools.fp16 import convert_fp16
 from edged.tools.graph_edits import fold_pad_into_maxpool, make_dynamic_batch
 from edged.tools.int8 import quantize_int8
-from edged.tools.model_files import QuantizeError, output_path
+from edged.tools.model_files import QuantizeError, output_path, write_manifest
 from edged.tools.report import Report
 from tests.paths import CLIP, MODEL, ROOT
 from tests.rtsp import RtspServer, gst_rtsp_available
@@ -49,7 +49,8 @@ PERSON = 0
 
 
 def load(path: Path) -> Detector:
-    return load_detector(ModelConfig(path=path, backend="cpu", threads=2))
+    # precision null: the file itself, whatever its precision (auto would pick the INT8 variant)
+    return load_detector(ModelConfig(path=path, backend="cpu", threads=2, precision=None))
 
 
 @pytest.fixture(scope="module")
@@ -229,8 +230,26 @@ def test_fp16_model_agrees_with_fp32(fp16: Report, fp32: Detector, check_frames)
 # ---------------------------------------------------------------------------- dynamic batch
 
 
+def batch_one_copy(out: Path) -> Path:
+    """The shipped model as it was converted, before its batch was made dynamic: batch 1 on
+    the input and outputs, and 1 where its Reshapes were rewritten to copy the batch."""
+    model = onnx.load(str(MODEL))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    for init in model.graph.initializer:
+        if init.name.endswith("__dynamic_batch_shape"):
+            shape = numpy_helper.to_array(init).copy()
+            shape[0] = 1
+            init.CopyFrom(numpy_helper.from_array(shape, init.name))
+    onnx.save(model, str(out))
+    write_manifest(MODEL, out, "fp32")
+    return out
+
+
 def test_dynamic_batch_copy_runs_a_batch_like_single_frames(tmp_path: Path, fp32, check_frames):
-    out = make_dynamic_batch(MODEL, tmp_path / "nanodet-dyn.onnx")
+    fixed = batch_one_copy(tmp_path / "nanodet-b1.onnx")
+    assert load_detector(ModelConfig(path=fixed, backend="cpu")).engine.max_batch == 1
+    out = make_dynamic_batch(fixed, tmp_path / "nanodet-dyn.onnx")
     det = load_detector(ModelConfig(path=out, backend="cpu", threads=2, max_batch=4))
     assert det.engine.max_batch is None and det.max_batch == 4
     batched = [d.detections for d in det.detect([DetectRequest(f, 0.3, 0.5) for f in check_frames])]

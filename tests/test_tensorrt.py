@@ -374,7 +374,7 @@ def qdq_model(path: Path, zero_point_type: int) -> Path:
 
 def test_inspect_onnx_reads_precision_and_tensorrt_compatibility(tmp_path: Path) -> None:
     shipped = inspect_onnx(MODEL)
-    assert shipped.precision == "fp32" and shipped.inputs == {"input_1:0": (1, 3, 416, 416)}
+    assert shipped.precision == "fp32" and shipped.inputs == {"input_1:0": ("batch", 3, 416, 416)}
     signed = inspect_onnx(qdq_model(tmp_path / "s8.onnx", TensorProto.INT8))
     assert signed.precision == "int8" and signed.qdq_problems == ()
     assert signed.inputs == {"x": ("batch", 4)}
@@ -391,7 +391,7 @@ def test_fp16_conversion_for_tensorrt_11_keeps_the_detections(tmp_path: Path) ->
     prepared = prepare_graph(MODEL, spec, tmp_path / "p32.onnx")
     half = convert_to_fp16(prepared, tmp_path / "p16.onnx", PREFIX)
     facts = inspect_onnx(half)
-    assert facts.precision == "fp16" and facts.inputs == {FRAMES: (1, "height", "width", 3)}
+    assert facts.precision == "fp16" and facts.inputs == {FRAMES: ("batch", "height", "width", 3)}
     model = onnx.load(str(half))
     # the preprocessing stays FP32: frames cast to float32, mean and std float32
     cast = next(n for n in model.graph.node if n.name == "edged_pre/cast")
@@ -538,7 +538,7 @@ def test_gpu_fp16_plan_of_the_shipped_model_finds_what_the_cpu_path_finds(
     assert reports and reports[-1].elapsed_s > 0
     manifest = load_manifest(MODEL)
     adapter = NanoDetAdapter(manifest)
-    cpu = load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2))
+    cpu = load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2, precision="fp32"))
     with TrtEngine(plan) as engine:
         assert engine.provider == "TensorRT" and engine.max_batch == 1
         assert engine.input_names == ["input_1:0"]
@@ -576,7 +576,7 @@ def test_gpu_prepared_graph_plan_takes_camera_frames(tmp_path: Path) -> None:
     shapes = {FRAMES: ((1, 240, 320, 3), (1, 576, 768, 3), (1, 1080, 1920, 3))}
     plan = build_plan(prepared, "fp32", 1, tmp_path / "cache", input_shapes=shapes)
     adapter = NanoDetAdapter(manifest)
-    cpu = load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2))
+    cpu = load_detector(ModelConfig(path=MODEL, backend="cpu", threads=2, precision="fp32"))
     with TrtEngine(plan) as engine:
         assert engine.input_names == [FRAMES]
         for n, frame in read_frames().items():

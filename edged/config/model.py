@@ -29,10 +29,11 @@ class ModelConfig(StrictModel):
         description="ONNX Runtime with the TensorRT, CUDA or CPU provider (auto: the best "
         "present), or tensorrt-native: TensorRT plans built by `edged engine build`",
     )
-    precision: Literal["fp32", "fp16", "int8"] | None = Field(
-        None,
-        description="what TensorRT builds; on CPU/CUDA the model file decides (absent: the "
-        "model's own precision)",
+    precision: Literal["auto", "fp32", "fp16", "int8"] | None = Field(
+        "auto",
+        description="auto: on the CPU the model's INT8 variant where the CPU has VNNI/AMX, "
+        "else the file's own precision; int8 on the CPU: the INT8 variant; on TensorRT what "
+        "it builds; null: the file's own precision",
     )
     threads: int = Field(2, ge=1, le=256, description="ONNX Runtime intra-op threads")
     preprocess: Literal["auto", "cpu", "graph"] = Field(

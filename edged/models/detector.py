@@ -15,7 +15,7 @@ from edged.core.detections import Detections
 from edged.engines.base import Engine
 from edged.engines.onnxruntime import OrtEngine, auto_backend
 from edged.models.adapter import DetectionAdapter
-from edged.models.manifest import Manifest, ModelError, load_manifest
+from edged.models.manifest import Manifest, ModelError
 from edged.models.nanodet import NanoDetAdapter
 from edged.models.precision import check_precision
 from edged.models.preprocess import place
@@ -153,14 +153,15 @@ def uses_graph(config: ModelConfig) -> bool:
     return config.preprocess == "graph"
 
 
-def prepared_model(config: ModelConfig, manifest: Manifest) -> Path:
-    """The model with its preprocessing prepended, made once per model file in the cache."""
+def prepared_model(config: ModelConfig, manifest: Manifest, source: Path | None = None) -> Path:
+    """The model (``source``, default the configured file) with its preprocessing prepended,
+    made once per model file in the cache."""
     from edged.models.graph_preprocess import preparation_of, prepare_graph
 
     path = config.cache_dir / "prepared" / f"{Path(manifest.file).stem}-{manifest.sha256[:16]}.onnx"
     if not (path.is_file() and preparation_of(path) is not None):
         path.parent.mkdir(parents=True, exist_ok=True)
-        prepare_graph(Path(config.path), manifest.input, path)
+        prepare_graph(source or Path(config.path), manifest.input, path)
         log.info("%s: preprocessing prepended to the graph → %s", manifest.file, path)
     return path
 
@@ -185,9 +186,13 @@ def open_engine(config: ModelConfig, manifest: Manifest, path: Path | None = Non
 
 def load_detector(config: ModelConfig) -> Detector:
     from edged.models.graph_preprocess import FRAMES
+    from edged.models.variants import choose_file
 
-    manifest = load_manifest(Path(config.path))
+    chosen = choose_file(config, resolved_backend(config))
+    if chosen.why:
+        log.info("%s: %s", Path(config.path).name, chosen.why)
+    manifest = chosen.manifest
     if uses_graph(config):
-        engine = open_engine(config, manifest, prepared_model(config, manifest))
+        engine = open_engine(config, manifest, prepared_model(config, manifest, chosen.path))
         return Detector(manifest, engine, config.max_batch, graph_input=FRAMES)
-    return Detector(manifest, open_engine(config, manifest), config.max_batch)
+    return Detector(manifest, open_engine(config, manifest, chosen.path), config.max_batch)

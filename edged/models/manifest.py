@@ -65,6 +65,10 @@ class Manifest(StrictModel):
     derived_from: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the FP32 model this came from"
     )
+    recipe: str | None = Field(None, description="how this file was made from derived_from")
+    measured: str | None = Field(
+        None, description="accuracy measured on real data, with the command that measured it"
+    )
     input: InputSpec
     decode: dict[str, Any] = Field(default_factory=dict)
     labels: list[Annotated[str, AfterValidator(_label)]] = Field(min_length=1)

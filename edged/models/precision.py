@@ -10,7 +10,7 @@ from edged.models.manifest import Manifest
 def check_precision(config: ModelConfig, manifest: Manifest, backend: str) -> str:
     """The precision to run at; a combination that cannot work is refused with a hint."""
     model = manifest.precision
-    wanted = config.precision or model
+    wanted = model if config.precision in (None, "auto") else config.precision
     if wanted == model:
         return wanted
     if backend in ("tensorrt", "tensorrt-native") and model == "fp32" and wanted == "fp16":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
@@ -21,7 +20,7 @@ from edged.config.model import ModelConfig
 from edged.engines.base import EngineError
 from edged.engines.onnxruntime import OrtEngine
 from edged.models.detector import Detector, DetectRequest, resolved_backend
-from edged.models.manifest import Manifest, ModelError, load_manifest
+from edged.models.manifest import Manifest, ModelError
 from edged.models.precision import check_precision
 from edged.models.segmenter import SEMANTIC_FAMILIES, Segmenter
 
@@ -58,8 +57,10 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def verify_model(config: ModelConfig) -> Manifest:
     """The model's manifest, once the model has loaded and run as it describes; else
     ``ModelError`` saying what does not fit."""
-    path = Path(config.path)
-    manifest = load_manifest(path)
+    from edged.models.variants import choose_file
+
+    chosen = choose_file(config, resolved_backend(config))
+    path, manifest = chosen.path, chosen.manifest
     try:
         check_precision(config, manifest, resolved_backend(config))
         with _quiet(engine_log):

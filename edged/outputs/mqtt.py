@@ -330,9 +330,7 @@ class MqttPublisher:
             # the probe behind it runs once per kind of error, not on every retry
             key = f"{type(error).__name__}: {error}"
             if key not in self._tls_verdicts:
-                self._tls_verdicts[key] = tls_failure(
-                    self._config.host, self._config.port, error
-                )
+                self._tls_verdicts[key] = tls_failure(self._config.host, self._config.port, error)
             what = self._tls_verdicts[key]
             if what is not None:
                 self._report_failure(what)

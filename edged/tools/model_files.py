@@ -39,10 +39,13 @@ def write_manifest(source_model: Path | str, out_model: Path | str, precision: s
     data["sha256"] = sha256_of(out_model)
     data["precision"] = precision
     data["derived_from"] = source_sha
+    # what was measured of the source is not true of this file
+    data.pop("measured", None)
+    data.pop("recipe", None)
     path = out_model.with_suffix(".yaml")
     header = (
         f"# {precision.upper()} model derived from {source_model.name} (sha256 {source_sha})\n"
-        "# by edged.engines; regenerate it rather than editing it.\n"
+        "# by edged (edged convert / edged calibrate); regenerate it rather than editing it.\n"
     )
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "utf-8")
     return path
