@@ -16,7 +16,9 @@ from edged.core.files import sha256_of
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
+from tests.mqtt_helpers import free_port
 from tests.paths import CLIP
+from tests.waiting import poll
 
 SIZE = 64
 LABELS = ["person", "car"]
@@ -113,3 +115,39 @@ def test_max_batch_one_runs_frames_one_by_one(tmp_path: Path) -> None:
     pipeline, _ = run_three_cameras(tmp_path, max_batch=1)
     assert set(pipeline.workers["m"].batch_sizes) == {1}
     assert all(st.processed == 150 for st in pipeline.stats().values())
+
+
+def test_a_camera_alone_with_an_offline_one_never_waits_for_it(tmp_path: Path) -> None:
+    """A long batch timeout (1 s) and a second camera that never connects: the streaming
+    camera's frames go through at the clip's pace, not once per timeout."""
+    model = tmp_path / "batch.onnx"
+    dynamic_batch_yolov8(model)
+    config_path = tmp_path / "edged.yaml"
+    dead = f"rtsp://127.0.0.1:{free_port()}/none"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": "t",
+                "journal": {"path": str(tmp_path / "j.db")},
+                "models": {"m": {"path": str(model), "backend": "cpu", "batch_timeout_ms": 1000}},
+                "cameras": {
+                    "live": {
+                        "source": {"uri": str(CLIP), "realtime": True},
+                        "detect": {"model": "m"},
+                    },
+                    "offline": {"source": {"uri": dead}, "detect": {"model": "m"}},
+                },
+            }
+        )
+    )
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
+    pipeline = Pipeline(load(config_path), EventSink(journal))
+    pipeline.start()
+    try:
+        live = pipeline.cameras["live"]
+        # 21 frames at 7 fps take 3 s; waiting 1 s per frame for the offline camera, 21 s
+        poll(lambda: live.processed >= 21, 12)
+        assert set(pipeline.workers["m"].batch_sizes) == {1}
+    finally:
+        pipeline.stop()
+        journal.close()

@@ -37,6 +37,7 @@ from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
 from tests.paths import CLIP, SEGMENTER
 from tests.test_batching import dynamic_batch_yolov8
+from tests.waiting import poll
 
 # what a camera without a person segmenter goes through
 CAMERA_STAGES = [s for s in STAGES if s != "segment"]
@@ -51,18 +52,6 @@ def get(url: str) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def poll(check: Callable[[], Any], timeout: float) -> Any:
-    """The first truthy ``check()`` within ``timeout`` (re-checked every 0.1 s), else fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
-        time.sleep(0.1)
 
 
 def scrape(port: int) -> dict[str, Any]:

@@ -21,6 +21,11 @@ MAX_FAILURES = 5
 RETRY_FIRST_S = 0.5
 
 
+# a camera counts as streaming for batching while it handed a frame within this long: a
+# partial batch waits only for those (an offline, reconnecting or idle camera never makes the
+# others wait)
+ACTIVE_S = 1.0
+
 # a frame taken for the next batch: its camera, and what to detect in it with which thresholds
 Taken = tuple[CameraRuntime, Frame, DetectRequest]
 
@@ -46,6 +51,7 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
         self._next = 0
+        self._handed: dict[int, float] = {}  # id(camera) → when it last handed a frame
         self.failed_runs = 0  # engine runs that raised, since start
         self._failures = 0  # in a row
         self.failure: str | None = None  # why the model was given up
@@ -92,13 +98,17 @@ class InferenceWorker:
             if item is not None:
                 batch.append((cam, *item))
                 taken.add(id(cam))
+                self._handed[id(cam)] = time.monotonic()
         self._next = (self._next + 1) % max(n, 1)
 
     def _fill(self, open_cams: list[CameraRuntime], batch: list[Taken]) -> None:
-        """A partial batch waits up to the batch timeout for frames of the other cameras,
-        when the engine can take them in one run."""
-        target = min(self.detector.max_batch, len(open_cams))
-        deadline = time.monotonic() + self.batch_timeout_s
+        """A partial batch waits up to the batch timeout for frames of the other cameras
+        that are streaming, when the engine can take them in one run: one camera alone, or
+        with the others offline or idle, never waits."""
+        now = time.monotonic()
+        streaming = sum(now - self._handed.get(id(c), -ACTIVE_S) < ACTIVE_S for c in open_cams)
+        target = min(self.detector.max_batch, streaming)
+        deadline = now + self.batch_timeout_s
         while len(batch) < target and not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
