@@ -67,7 +67,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     sequences = mot15.load_sequences(args.data)
     log = (lambda m: print(m, file=sys.stderr)) if not args.quiet else None
-    dets = T.detect_sequences(sequences, threads=args.threads, use_cache=not args.no_cache, log=log)
+    dets = T.detect_sequences(
+        sequences,
+        threads=args.threads,
+        use_cache=not args.no_cache,
+        log=log,
+        precision=args.precision,
+    )
     params = daemon_params()
     feeds = [float(f) for f in args.feeds.split(",")] if args.feeds else [0.05, daemon_min_score()]
 
@@ -173,6 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="detector intra-op threads")
     parser.add_argument("--no-cache", action="store_true", help="run the detector again")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "int8"),
+        help="the detector's (auto: the daemon's default, INT8 on a CPU with VNNI)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
