@@ -53,4 +53,7 @@ def write_manifest(source_model: Path | str, out_model: Path | str, precision: s
 
 def load_cpu_detector(path: Path | str, threads: int = 2) -> Detector:
     """``load_detector`` on ONNX Runtime's CPU provider."""
-    return load_detector(ModelConfig(path=Path(path), backend="cpu", threads=threads))
+    # the file itself, whatever its precision: a tool compares exactly the files it is given
+    return load_detector(
+        ModelConfig(path=Path(path), backend="cpu", threads=threads, precision=None)
+    )
