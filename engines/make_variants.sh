@@ -3,7 +3,7 @@
 #
 #   BATCH1.onnx (engines/convert_nanodet.sh's output; sha256 = the FP32 manifest's derived_from)
 #   -> edged convert --dynamic-batch   -> nanodet-g-416.onnx       (FP32, any batch size)
-#   -> edged calibrate (the three shipped samples, 200 frames, MinMax, head convolutions FP32)
+#   -> edged calibrate (the three shipped samples, 400 frames, MinMax, head convolutions FP32)
 #                                      -> nanodet-g-416-int8.onnx  (INT8 Q/DQ, any batch size)
 #
 # Only the shipped samples are used for calibration: their licences allow it (see
@@ -49,7 +49,7 @@ PY
 echo "== dynamic batch" >&2
 "$EDGED" convert "$work/nanodet-g-416.onnx" --dynamic-batch -o "$out/nanodet-g-416.onnx"
 echo "== INT8 from the shipped samples" >&2
-"$EDGED" calibrate "$out/nanodet-g-416.onnx" --frames 200 --method minmax --keep-head-fp32 \
+"$EDGED" calibrate "$out/nanodet-g-416.onnx" --frames 400 --method minmax --keep-head-fp32 \
   --from "$root/samples/vtest.mp4" "$root/samples/shelf-bottles.mp4" \
   "$root/samples/traffic-street-topdown.mp4" -o "$out/nanodet-g-416-int8.onnx"
 
