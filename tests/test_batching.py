@@ -17,7 +17,7 @@ from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from tests.mqtt_helpers import free_port
-from tests.paths import CLIP
+from tests.paths import CLIP, MODEL
 from tests.waiting import poll
 
 SIZE = 64
@@ -151,3 +151,51 @@ def test_a_camera_alone_with_an_offline_one_never_waits_for_it(tmp_path: Path) -
     finally:
         pipeline.stop()
         journal.close()
+
+
+def test_two_runs_in_flight_keep_each_cameras_frame_order(tmp_path: Path) -> None:
+    """The shipped model with two streams: every frame of each camera reaches its analytics,
+    in the order it was decoded, whichever run finished first."""
+    config_path = tmp_path / "edged.yaml"
+    camera = {"source": {"uri": str(CLIP), "realtime": False}, "detect": {"model": "m"}}
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": "t",
+                "journal": {"path": str(tmp_path / "j.db")},
+                "models": {"m": {"path": str(MODEL), "backend": "cpu", "threads": 2, "streams": 2}},
+                "cameras": {"a": camera, "b": camera},
+            }
+        )
+    )
+    journal = Journal(JournalConfig(path=tmp_path / "j.db"))
+    pipeline = Pipeline(load(config_path), EventSink(journal))
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    for name, cam in pipeline.cameras.items():
+        process = cam.analytics.process
+
+        def record(frame, detections, people=None, _name=name, _process=process):  # type: ignore[no-untyped-def]
+            seen[_name].append(frame.seq)
+            return _process(frame, detections, people)
+
+        cam.analytics.process = record  # type: ignore[method-assign]
+    worker = pipeline.workers["m"]
+    assert len(worker.detectors) == 2
+    pipeline.start()
+    assert pipeline.wait(120), "the pipeline did not finish"
+    pipeline.stop()
+    journal.close()
+    for name, seqs in seen.items():
+        assert seqs == sorted(seqs) and len(seqs) == 150, name
+    assert sum(worker.batch_sizes.values()) >= 150
+
+
+def test_streams_auto_is_one_per_thread_for_int8_on_the_cpu_only() -> None:
+    from edged.config.model import ModelConfig
+    from edged.models.detector import stream_count
+
+    auto = ModelConfig(path=MODEL, threads=4)
+    assert stream_count(auto, "cpu", "int8") == 4
+    assert stream_count(auto, "cpu", "fp32") == 1
+    assert stream_count(auto, "cuda", "int8") == 1
+    assert stream_count(ModelConfig(path=MODEL, threads=2, streams=8), "cpu", "fp32") == 2

@@ -20,7 +20,7 @@ import yaml
 from edged.config import Config, load
 from edged.config.events import JournalConfig
 from edged.engines.base import Engine
-from edged.models.detector import load_detector
+from edged.models.detector import load_detectors
 from edged.outputs.journal import Journal
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline, inference, wiring
@@ -53,7 +53,8 @@ def one_camera(tmp_path: Path, loop: bool = True) -> Config:
     data: dict[str, Any] = {
         "device_id": "box",
         "journal": {"path": str(tmp_path / "events.db")},
-        "models": {"coco": {"path": str(MODEL), "backend": "cpu"}},
+        # one engine run at a time: the fault is injected into that one session
+        "models": {"coco": {"path": str(MODEL), "backend": "cpu", "streams": 1}},
         "cameras": {"a": {"source": {"uri": str(CLIP), "loop": loop}, "detect": {"model": "coco"}}},
     }
     path = tmp_path / "edged.yaml"
@@ -111,12 +112,13 @@ def test_failures_that_go_on_give_the_model_up_and_stop_its_cameras(tmp_path: Pa
 def test_the_daemon_exits_non_zero_when_a_model_is_given_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def faulty_detector(config: Any) -> Any:
-        detector = load_detector(config)
-        detector.engine = FaultyEngine(detector.engine, lambda n: n > 1)
-        return detector
+    def faulty_detectors(config: Any) -> Any:
+        detectors = load_detectors(config)
+        for detector in detectors:
+            detector.engine = FaultyEngine(detector.engine, lambda n: n > 1)
+        return detectors
 
-    monkeypatch.setattr(wiring, "load_detector", faulty_detector)
+    monkeypatch.setattr(wiring, "load_detectors", faulty_detectors)
     caplog.set_level(logging.INFO)
     signals = Signals()  # not installed: the test runner keeps its own handlers
     code: list[int] = []

@@ -8,7 +8,7 @@ import threading
 import time
 
 from edged.config import CameraConfig, Config
-from edged.models.detector import load_detector
+from edged.models.detector import load_detectors
 from edged.models.segmenter import Segmenter, load_segmenter
 from edged.outputs.sink import EventSink
 from edged.pipeline.camera import CameraProgress, CameraRuntime, CameraStats
@@ -40,7 +40,7 @@ class Pipeline:
         if worker is None:
             mc = self.config.models[model]
             worker = InferenceWorker(
-                model, load_detector(mc), threading.Condition(), mc.batch_timeout_ms / 1000
+                model, load_detectors(mc), threading.Condition(), mc.batch_timeout_ms / 1000
             )
             self.workers[model] = worker
             if self._started:
@@ -66,7 +66,7 @@ class Pipeline:
             # every camera of that worker had ended: a fresh worker on the same engine
             self._retired_workers.append(worker)
             worker = InferenceWorker(
-                worker.name, worker.detector, worker.wake, worker.batch_timeout_s
+                worker.name, worker.detectors, worker.wake, worker.batch_timeout_s
             )
             self.workers[worker.name] = worker
             worker.attach(runtime)
@@ -123,7 +123,7 @@ class Pipeline:
                 if model in self.workers:
                     timeout_s = mc.batch_timeout_ms / 1000
                     worker = InferenceWorker(
-                        model, load_detector(mc), threading.Condition(), timeout_s
+                        model, load_detectors(mc), threading.Condition(), timeout_s
                     )
                 segmenter = load_segmenter(mc) if model in self._segmenters else None
             except Exception as exc:
