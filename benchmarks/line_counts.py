@@ -40,7 +40,6 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     return {
         "feed_min_score": feed,
-        "tracker": asdict(daemon_params()),
+        "tracker": daemon_params().model_dump(),
         "line_defaults": LineConfig(points=[(0.0, 0.0), (1.0, 1.0)]).model_dump(
             exclude={"points", "directions", "classes"}
         ),
