@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from pydantic import ValidationError
 from shapely.geometry import LineString, Polygon
 
 from edged.analytics.motion import MotionMeter, Region, region_mask, small_size
 from edged.camera.gate import MotionGate
 from edged.config import Config
-from edged.config.camera import MotionConfig
+from edged.config.camera import DetectConfig, MotionConfig
 from edged.core.event import Event
 from edged.core.frame import Frame
 from edged.outputs.journal import Journal
@@ -143,6 +144,27 @@ def test_the_region_is_its_shapes_widened_by_the_margin() -> None:
     square = region_mask([Polygon([(0, 0), (320, 0), (320, 180), (0, 180)])], w, h, 0.0)
     assert square is not None
     assert square[:44, :79].all() and not square[47:].any() and not square[:, 82:].any()
+
+
+@pytest.mark.parametrize(
+    "motion",
+    [
+        {"keep_alive_s": 0},
+        {"keep_alive_s": float("inf")},
+        {"keep_alive_s": 86401},
+        {"threshold": 0},
+        {"min_area": 0},
+        {"margin": 1.5},
+        {"sensitivity": "high"},
+    ],
+)
+def test_motion_settings_out_of_bounds_are_errors(motion: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        DetectConfig.model_validate({"model": "coco", "motion": motion})
+
+
+def test_motion_gating_is_on_by_default() -> None:
+    assert DetectConfig(model="coco").motion == MotionConfig(enabled=True, keep_alive_s=2.0)
 
 
 # -- the gate ----------------------------------------------------------------------------

@@ -29,7 +29,8 @@ class MotionGate:
         self.skipped = 0  # frames skipped as still, since start
         self.skipped_at: float | None = None  # monotonic time of the latest
         self._detected_ts: float | None = None
-        self._mask_key: tuple[Region, float] | None = None
+        # the mask rasterised for (the analytics' region, the margin): once per placement
+        self._mask_for: tuple[Region, float] | None = None
         self._mask: np.ndarray | None = None
 
     def admit(self, frame: Frame, config: MotionConfig, busy: bool, region: Region | None) -> bool:
@@ -67,8 +68,8 @@ class MotionGate:
         their geometry for it, the whole picture until then."""
         if region is None or region.size != (frame.width, frame.height):
             return None
-        key = (region, config.margin)
-        if self._mask_key is None or self._mask_key[0] is not region or key[1] != self._mask_key[1]:
-            self._mask_key = key
+        cached = self._mask_for
+        if cached is None or cached[0] is not region or cached[1] != config.margin:
+            self._mask_for = (region, config.margin)
             self._mask = region_mask(region.shapes, frame.width, frame.height, config.margin)
         return self._mask
