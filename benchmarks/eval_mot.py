@@ -11,6 +11,9 @@ tracker gets in the daemon) both trackers get the boxes with score ≥ t:
 
 - ``edged``: ``ByteTracker`` on ``TrackerConfig``'s defaults, as the daemon runs it,
   ``ts`` = the frame's time in the sequence (frame / fps).
+- ``edged+gate``: the same with the daemon's motion gate (``detect.motion`` defaults, the
+  whole picture as the region of interest) run on the sequence's frames: a frame it skips is
+  neither tracked nor reported, as in the daemon.
 - ``trackers``: ``ByteTrackTracker`` with the library's defaults and ``frame_rate`` = the
   sequence's fps (its lost buffer is 30 frames at 30 fps, i.e. 1 s).
 - ``trackers~edged``: the same with edged's settings where the two have one: lost buffer
@@ -35,7 +38,7 @@ from typing import Any
 
 from benchmarks import mot15
 from benchmarks import tracking as T
-from edged.config.camera import DetectConfig, TrackerConfig
+from edged.config.camera import DetectConfig, MotionConfig, TrackerConfig
 from edged.tracking import Association
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
@@ -81,17 +84,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tracking_s: dict[str, float] = {}
     trackers: dict[str, dict[str, Any]] = {}
     for feed in feeds:
-        for kind in ("edged", "trackers", "trackers~edged"):
+        for kind in ("edged", "edged+gate", "trackers", "trackers~edged"):
             name = f"{kind}@{feed:g}"
             t0 = time.perf_counter()
             per_seq = {}
+            skipped = {}
             for sd in dets:
                 frames = sd.fed(feed)
-                tracked = (
-                    T.run_edged(frames, sd.fps, params)
-                    if kind == "edged"
-                    else T.run_peer(frames, sd.fps, **(peer_like(params) if "~" in kind else {}))
-                )
+                if kind == "edged":
+                    tracked = T.run_edged(frames, sd.fps, params)
+                elif kind == "edged+gate":
+                    tracked = T.run_edged(frames, sd.fps, params, T.motion_gate(sd.seq, sd.fps))
+                    skipped[sd.seq.name] = sum(tracked.skipped)
+                else:
+                    peer = peer_like(params) if "~" in kind else {}
+                    tracked = T.run_peer(frames, sd.fps, **peer)
                 per_seq[sd.seq.name] = T.mot_rows(tracked)
             tracking_s[name] = time.perf_counter() - t0
             results[name] = per_seq
@@ -101,11 +108,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "settings": (
                     {**params.model_dump(), **asdict(Association())}
                     if kind == "edged"
+                    else {**params.model_dump(), "motion": MotionConfig().model_dump()}
+                    if kind == "edged+gate"
                     else peer_like(params)
                     if "~" in kind
                     else "library defaults, frame_rate=fps"
                 ),
             }
+            if skipped:
+                trackers[name]["skipped_frames"] = skipped
     t0 = time.perf_counter()
     metrics = T.trackeval(args.data, sequences, results)
     eval_s = time.perf_counter() - t0
@@ -151,6 +162,11 @@ def table(result: dict[str, Any]) -> str:
             cells = "".join(f"{m[k]:>8d}" if k == "IDSW" else f"{m[k]:>8.1f}" for k in METRICS)
             lines.append(f"{seq:<16}{name:<{width}}{cells}")
         lines.append("")
+    for name, info in trackers.items():
+        if "skipped_frames" in info:
+            frames = {s: v["frames"] for s, v in result["sequences"].items()}
+            parts = [f"{s} {n}/{frames[s]}" for s, n in info["skipped_frames"].items()]
+            lines.append(f"{name}: frames skipped by the motion gate: " + ", ".join(parts))
     ref = ", ".join(f"{k} {v}" for k, v in result["reference_measured_md"]["trackers@0.05"].items())
     lines.append(f"MEASURED.md, trackers@0.05 combined: {ref}")
     rt = result["runtime_s"]

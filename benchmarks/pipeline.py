@@ -4,7 +4,7 @@ and memory over a long run.
 
     python -m benchmarks.pipeline [--json] [--clip PATH] [--threads 2] [--rounds 9]
         [--seconds 5] [--latency-seconds 25] [--cameras 1,2,4,8] [--memory-frames 10000]
-        [--only throughput,latency,cameras,memory]
+        [--only throughput,latency,cameras,memory,idle] [--idle-seconds 20] [--idle-cameras 1,4]
 
 throughput: one camera, the clip looped as fast as possible (``realtime: false``). Three
 contenders run in turn within each round, so drift on a shared machine hits all alike:
@@ -35,6 +35,15 @@ cameras: N copies of the clip at their own rate, ``detect_fps: 5``: processed FP
   frames dropped, mean batch size, and this process's CPU use (psutil) over the window.
 memory: the clip looped as fast as possible for ``--memory-frames`` frames; resident memory
   after a warm-up of 300 frames and then every 1000 frames.
+idle (``--only idle``; motion gating): a real still scene — the still stretch of
+  ``samples/shelf-bottles.mp4`` (2.85–4.96 s) forward and back, H.264 at 30 fps — looped at its
+  rate on 1 camera with the gate on and off, on with ``detect_fps: 10``, and off with
+  ``detect_fps`` at the keep-alive rate (every frame decoded, one detected every 2 s: the floor
+  no gate can go below), and on ``--idle-cameras`` with it on: this process's CPU per camera
+  in % of one core over ``--idle-seconds``, frames detected and skipped per second, the
+  motion measure's cost. Then the still scene for 4.3, 6.4 and 8.5 s
+  followed by a hand reaching in: how many frames after the first moving one the detector
+  takes a frame, and the ms from that frame's capture to the detector taking it.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ import numpy as np
 import psutil
 
 from edged.config import Config
+from edged.config.camera import MotionConfig
 from edged.config.model import ModelConfig
 from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.outputs.journal import Journal
@@ -442,6 +452,146 @@ def memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+# -- an idle camera ------------------------------------------------------------------------
+
+SHELF = ROOT / "samples" / "shelf-bottles.mp4"
+# frames of the shelf clip where nothing moves (2.85–4.96 s: the camera's noise and exposure
+# pumping, no hand, no shadow), and a hand reaching in (6.9–7.9 s)
+SHELF_STILL = range(85, 149)
+SHELF_HAND = range(206, 236)
+IDLE_FPS = 30
+
+
+def shelf_clip(path: Path, passes: int, hand: bool) -> int:
+    """An H.264 clip at 30 fps: the shelf's still stretch forward, backward, forward… (a long
+    still scene without a jump, looping cleanly), then the hand if ``hand``; returns the number
+    of still frames."""
+    import av
+
+    wanted = set(SHELF_STILL) | set(SHELF_HAND)
+    frames: dict[int, np.ndarray] = {}
+    with av.open(str(SHELF)) as src:
+        for i, f in enumerate(src.decode(video=0)):
+            if i in wanted:
+                frames[i] = f.to_ndarray(format="bgr24")
+            if i >= max(wanted):
+                break
+    order = list(SHELF_STILL)
+    still = [i for k in range(passes) for i in (order if k % 2 == 0 else order[::-1])]
+    sequence = still + (list(SHELF_HAND) if hand else [])
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=IDLE_FPS)
+        stream.height, stream.width = frames[sequence[0]].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        for i in sequence:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frames[i], format="bgr24")))
+        out.mux(stream.encode(None))
+    return len(still)
+
+
+def idle_camera(clip: Path, gated: bool, **source: Any) -> dict[str, Any]:
+    return {
+        "source": {"uri": str(clip), "realtime": True, **source},
+        "detect": {
+            "model": "coco",
+            "classes": CLASSES,
+            "min_score": MIN_SCORE,
+            "motion": {"enabled": gated},
+        },
+    }
+
+
+def idle_cpu(
+    args: argparse.Namespace,
+    tmp: Path,
+    clip: Path,
+    n: int,
+    gated: bool,
+    detect_fps: float | None = None,
+) -> dict[str, Any]:
+    """CPU of this process (the pipeline's threads) with ``n`` cameras on the looped still
+    clip, over ``--idle-seconds`` after a warm-up."""
+    cams = {f"cam{i}": idle_camera(clip, gated, loop=True, detect_fps=detect_fps) for i in range(n)}
+    with running(make_config(tmp, args.threads, cams)) as (pipeline, _):
+        runtimes = list(pipeline.cameras.values())
+        wait(lambda: all(c.processed >= 1 for c in runtimes), 60, "first frames")
+        time.sleep(3.0)  # past the start: the model's first runs, the decoders' buffers
+        before = [(c.source.decoded, c.processed, c.gate.skipped) for c in runtimes]
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        time.sleep(args.idle_seconds)
+        cpu1, t1 = cpu_seconds(), time.perf_counter()
+        after = [(c.source.decoded, c.processed, c.gate.skipped) for c in runtimes]
+        motion = [c.gate.latency.summary() for c in runtimes]
+        decode = [c.stages["decode"].summary() for c in runtimes]
+    dt = t1 - t0
+    done = [
+        tuple(b - a for a, b in zip(x, y, strict=True)) for x, y in zip(before, after, strict=True)
+    ]
+    return {
+        "cameras": n,
+        "gated": gated,
+        "detect_fps": detect_fps,
+        "cpu_percent_of_one_core_per_camera": 100 * (cpu1 - cpu0) / dt / n,
+        "decoded_fps": sum(d[0] for d in done) / dt / n,
+        "detected_fps": sum(d[1] for d in done) / dt / n,
+        "skipped_fps": sum(d[2] for d in done) / dt / n,
+        "motion_p50_ms": motion[0]["p50_ms"] if motion[0] else None,
+        "motion_p99_ms": motion[0]["p99_ms"] if motion[0] else None,
+        "decode_p50_ms": decode[0]["p50_ms"] if decode[0] else None,
+    }
+
+
+def first_detection(args: argparse.Namespace, tmp: Path, passes: int) -> dict[str, Any]:
+    """A still scene, then a hand: how long after the first moving frame the detector sees a
+    frame, in frames and in ms from that frame's capture to the detector taking it."""
+    clip = tmp / f"still-then-hand-{passes}.mp4"
+    n_still = shelf_clip(clip, passes, hand=True)
+    config = make_config(tmp, args.threads, {"cam": idle_camera(clip, True)})
+    taken: list[tuple[int, float, float]] = []  # seq, capture, taken (monotonic)
+    with running(config) as (pipeline, _):
+        cam = pipeline.cameras["cam"]
+        take = cam.take
+
+        def recording() -> Any:
+            item = take()
+            if item is not None:
+                taken.append((item[0].seq, item[0].mono_ts, time.monotonic()))
+            return item
+
+        cam.take = recording  # type: ignore[method-assign]
+        wait(lambda: pipeline.finished, 120, "the clip")
+        skipped = cam.gate.skipped
+    seq, captured, started = next(t for t in taken if t[0] >= n_still)
+    return {
+        "still_s": n_still / IDLE_FPS,
+        "detected_while_still": sum(1 for t in taken if t[0] < n_still),
+        "skipped": skipped,
+        "delay_frames": seq - n_still,
+        "frame_interval_ms": 1000 / IDLE_FPS,
+        "capture_to_detector_ms": 1000 * (started - captured),
+    }
+
+
+def idle(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    clip = tmp / "still.mp4"
+    shelf_clip(clip, 2, hand=False)
+    rows = [
+        idle_cpu(args, tmp, clip, 1, True),
+        idle_cpu(args, tmp, clip, 1, False),
+        idle_cpu(args, tmp, clip, 1, True, detect_fps=10),
+        # the floor of any gate: every frame decoded, one detected per keep-alive period
+        idle_cpu(args, tmp, clip, 1, False, detect_fps=1 / MotionConfig().keep_alive_s),
+    ]
+    rows += [idle_cpu(args, tmp, clip, n, True) for n in args.idle_cameras if n != 1]
+    for r in rows:
+        progress("idle: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    delays = [first_detection(args, tmp, passes) for passes in (2, 3, 4)]
+    for d in delays:
+        progress("first detection: " + ", ".join(f"{k} {v}" for k, v in d.items()))
+    return {"cpu": rows, "first_detection": delays}
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -511,6 +661,35 @@ def table(result: dict[str, Any]) -> str:
                 f"{r['fps_per_camera_median']:6.2f}  {r['fps_total']:5.1f}  {r['dropped']:>7}"
                 f"  {r['mean_batch']:10.2f}  {r['cpu_percent_of_machine']:12.0f} %"
             )
+    idle_result = result.get("idle")
+    if idle_result:
+        lines += [
+            "",
+            f"an idle camera: the shelf clip's still stretch, H.264 {IDLE_FPS} fps, looped"
+            " (realtime), no zones",
+            "  cameras  gate  detect_fps  CPU % of one core per camera  decoded/s  detected/s"
+            "  skipped/s  motion p50/p99 ms",
+        ]
+        for r in idle_result["cpu"]:
+            motion = (
+                "-"
+                if r["motion_p50_ms"] is None
+                else f"{r['motion_p50_ms']:.2f}/{r['motion_p99_ms']:.2f}"
+            )
+            fps = "-" if r["detect_fps"] is None else f"{r['detect_fps']:g}"
+            lines.append(
+                f"  {r['cameras']:>7}  {'on' if r['gated'] else 'off':>4}  {fps:>10}"
+                f"  {r['cpu_percent_of_one_core_per_camera']:28.1f}  {r['decoded_fps']:9.1f}"
+                f"  {r['detected_fps']:10.2f}  {r['skipped_fps']:9.1f}  {motion:>17}"
+            )
+        lines.append("  first detection after motion starts (still, then a hand reaching in):")
+        for d in idle_result["first_detection"]:
+            lines.append(
+                f"    after {d['still_s']:.1f} s still ({d['detected_while_still']} keep-alive"
+                f" detections, {d['skipped']} skipped): {d['delay_frames']} frames late"
+                f" (interval {d['frame_interval_ms']:.1f} ms), capture → detector"
+                f" {d['capture_to_detector_ms']:.1f} ms"
+            )
     mem = result.get("memory")
     if mem:
         lines += [
@@ -535,7 +714,13 @@ def main(argv: list[str] | None = None) -> None:
         "--cameras", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8]
     )
     parser.add_argument("--memory-frames", type=int, default=10_000)
-    parser.add_argument("--only", default="throughput,latency,cameras,memory")
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--idle-cameras", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4]
+    )
+    parser.add_argument(
+        "--only", default="throughput,latency,cameras,memory", help="also: idle (motion gating)"
+    )
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     result: dict[str, Any] = {
@@ -568,6 +753,8 @@ def main(argv: list[str] | None = None) -> None:
             result["cameras"] = cameras(args, tmp)
         if "memory" in parts:
             result["memory"] = memory(args, tmp)
+        if "idle" in parts:
+            result["idle"] = idle(args, tmp)
     print(table(result))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -25,8 +25,8 @@ import io
 import itertools
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,11 @@ import av
 import numpy as np
 
 from benchmarks import mot15
-from edged.config.camera import TrackerConfig
+from edged.analytics.motion import Region
+from edged.camera.gate import MotionGate
+from edged.config.camera import MotionConfig, TrackerConfig
 from edged.core.detections import Detections
+from edged.core.frame import Frame
 from edged.tracking import ByteTracker
 from edged.tracking.bytetrack import DEFAULTS
 
@@ -195,20 +198,60 @@ def detect_sequences(
 
 @dataclass
 class TrackedSequence:
-    """A tracker's output per frame: boxes and ids of confirmed tracks, ended ids."""
+    """A tracker's output per frame: boxes and ids of confirmed tracks, ended ids; with a
+    motion gate, which frames it skipped (no output: the daemon neither detects nor analyses
+    them)."""
 
     xyxy: list[np.ndarray]
     ids: list[np.ndarray]
     ended: list[list[int]]
     outputs: list[Detections] | None = None
+    skipped: list[bool] = field(default_factory=list)
+
+
+# whether frame i is detected, given whether the tracker holds any track (the daemon's gate)
+Admit = Callable[[int, bool], bool]
+
+
+def motion_gate(
+    seq: mot15.MotSequence,
+    fps: float,
+    config: MotionConfig | None = None,
+    region: Region | None = None,
+) -> Admit:
+    """The daemon's motion gate (``edged.camera.gate``) over the sequence's own frames, with
+    ``detect.motion``'s defaults unless told otherwise; frames are asked for in order."""
+    gate, motion = MotionGate(), config or MotionConfig()
+    frames = enumerate(seq.frames())
+
+    def admit(i: int, busy: bool) -> bool:
+        k, image = next(frames)
+        assert k == i, "frames are gated in order"
+        ts = i / fps
+        return gate.admit(Frame(seq.name, i, ts, ts, ts, image), motion, busy, region)
+
+    return admit
 
 
 def run_edged(
-    frames: Sequence[Detections], fps: float, config: TrackerConfig = DEFAULTS
+    frames: Sequence[Detections],
+    fps: float,
+    config: TrackerConfig = DEFAULTS,
+    admit: Admit | None = None,
 ) -> TrackedSequence:
     tracker = ByteTracker(config)
     out = TrackedSequence([], [], [], [])
     for i, d in enumerate(frames):
+        skip = admit is not None and not admit(i, tracker.tracking)
+        out.skipped.append(skip)
+        if skip:
+            # not detected, not analysed: nothing reported for this frame
+            out.xyxy.append(np.zeros((0, 4), np.float32))
+            out.ids.append(np.zeros(0, np.int64))
+            out.ended.append([])
+            assert out.outputs is not None
+            out.outputs.append(Detections.empty())
+            continue
         o = tracker.update(d, i / fps)
         assert o.track_id is not None
         out.xyxy.append(o.xyxy)

@@ -100,6 +100,11 @@ class Line:
         self.totals: dict[str, dict[str, int]] = {"in": {}, "out": {}}
         self._published = False
 
+    @property
+    def pending(self) -> bool:
+        """A crossing waits for its cancel window to pass."""
+        return bool(self._pending)
+
     def _sides(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The side of the line (+1 / −1, 0 on it) and the same with 0 within the band."""
         rel = pts.astype(np.float64) - self.p0

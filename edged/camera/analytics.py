@@ -6,9 +6,12 @@ import logging
 import time
 
 import numpy as np
+from shapely.geometry import LineString
+from shapely.geometry.base import BaseGeometry
 
 from edged.analytics.alerts import Alerts
 from edged.analytics.lines import Line, LineRules, in_direction
+from edged.analytics.motion import Region
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
@@ -50,6 +53,10 @@ class CameraAnalytics:
         # for whoever looks (debug view)
         self.latest: tuple[Frame, TrackedFrame] | None = None
         self.track_s = 0.0  # the last tracker update's seconds
+        # for the motion gate, which reads them from the inference thread: each is replaced
+        # whole, never changed in place
+        self.region: Region | None = None  # what the zones, lines and scene watch
+        self.busy = False  # the next frames are needed whether or not anything moves
 
     def check_geometry(self) -> None:
         """Raise FieldError for zone or line settings that no picture size can fix."""
@@ -86,6 +93,16 @@ class CameraAnalytics:
         self.scene = make_scene(self.camera, self.config, self.labels, width, height)
         self.zones = [self._zone(name, z, width, height) for name, z in self.config.zones.items()]
         self.lines = [self._line(name, ln, width, height) for name, ln in self.config.lines.items()]
+        self._publish_region()
+
+    def _publish_region(self) -> None:
+        assert self._size is not None
+        width, height = self._size
+        shapes: list[BaseGeometry] = [z.polygon for z in self.zones]
+        shapes += [_line_shape(ln, width, height) for ln in self.lines]
+        if self.scene is not None:
+            shapes += self.scene.regions
+        self.region = Region(self._size, tuple(shapes))
 
     def _warn_outside(self, width: int, height: int) -> None:
         """Pixel geometry wholly outside the picture can never count: said once, when the
@@ -167,6 +184,11 @@ class CameraAnalytics:
         events = self._analyse(tf)
         if self.scene is not None:
             events += self.scene.update(frame, tf, events)
+        self.busy = (
+            self.tracker.tracking
+            or any(line.pending for line in self.lines)
+            or (self.scene is not None and self.scene.busy)
+        )
         return events
 
     def _analyse(self, tf: TrackedFrame) -> list[Event]:
@@ -258,4 +280,16 @@ class CameraAnalytics:
             if self.scene is not None:
                 events += self.scene.finish(self._end_frame([]))
             self.scene = make_scene(self.camera, config, self.labels, width, height)
+            self._publish_region()
         return events
+
+
+def _line_shape(line: Line, width: int, height: int) -> BaseGeometry:
+    """A line as the motion gate watches it: its segment, or the infinite line through it
+    across the whole picture."""
+    if line.rules.segment:
+        return line.segment
+    # far enough both ways to cross the picture from any point of the line
+    far = float(np.hypot(*line.p0)) + float(np.hypot(width, height))
+    reach = far / float(np.hypot(*line.d))
+    return LineString([line.p0 - reach * line.d, line.p0 + reach * line.d])

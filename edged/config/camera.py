@@ -85,11 +85,46 @@ class SourceConfig(StrictModel):
         return "file"
 
 
+class MotionConfig(StrictModel):
+    """Motion-gated detection: while nothing moves in the camera's region of interest (its
+    zones, lines and scene areas; the whole picture when it has none) and nothing is tracked,
+    the detector runs only every ``keep_alive_s``."""
+
+    enabled: bool = True
+    keep_alive_s: PositiveSeconds = Field(
+        2.0, description="while still, detect this often (stream time), to see what stands still"
+    )
+    threshold: int = Field(
+        14,
+        ge=1,
+        le=255,
+        description="grey levels (0–255) a pixel of the blurred, downscaled picture must change "
+        "from the running background, beyond the picture's overall change, to count",
+    )
+    min_area: float = Field(
+        0.001,
+        gt=0,
+        le=1,
+        description="share of the picture that must change inside the region of interest "
+        "to count as motion",
+    )
+    margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="the region of interest reaches this far around each zone, line and scene "
+        "area (share of the picture diagonal), so what approaches them is seen",
+    )
+
+
 class DetectConfig(StrictModel):
     model: str
     classes: list[str] | None = Field(None, description="labels to keep; all when absent")
     min_score: float = Field(0.35, ge=0.0, le=1.0)
     nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    motion: MotionConfig = Field(
+        MotionConfig(), description="motion gating of the detector (enabled: false: every frame)"
+    )
 
 
 class TrackerConfig(StrictModel):

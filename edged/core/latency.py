@@ -35,11 +35,13 @@ BUCKETS = (
 # percentiles for the stats topic come from the last RECENT samples (exact, not bucketed)
 RECENT = 1024
 
-# the stages one frame goes through, in order; ``segment`` only on a camera that runs a person
-# segmenter. ``publish`` is the broker's PUBACK round trip, measured per event by the publisher
+# the stages one frame goes through, in order; ``motion`` (the motion gate's measure) only
+# while the gate has a say, ``segment`` only on a camera that runs a person segmenter.
+# ``publish`` is the broker's PUBACK round trip, measured per event by the publisher
 # (device-wide), so it is not among a camera's stages
 STAGES = (
     "decode",
+    "motion",
     "preprocess",
     "inference",
     "postprocess",

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from edged.camera.analytics import CameraAnalytics
+from edged.camera.gate import MotionGate
 from edged.config import CameraConfig
 from edged.core.detections import Detections
 from edged.core.frame import Frame
@@ -34,12 +35,14 @@ ANALYTICS_QUEUE = 4
 @dataclass(frozen=True, slots=True)
 class CameraStats:
     """Counters since start: decoded by the source, handed over, detected and analysed,
-    overwritten in the slot before inference took them (``dropped``)."""
+    overwritten in the slot before inference took them (``dropped``), not detected because
+    nothing moved or was tracked (``skipped``, motion gating)."""
 
     decoded: int
     delivered: int
     processed: int
     dropped: int
+    skipped: int
     reconnects: int
     tracks: int
     state: str
@@ -50,6 +53,7 @@ class CameraProgress:
     processed: int
     delivered: int
     waiting: bool  # a frame sits in the slot or the analytics queue
+    skipped: int = 0  # taken and skipped as still: dealt with, like a processed one
 
 
 class CameraRuntime:
@@ -84,9 +88,14 @@ class CameraRuntime:
         self.queue: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(ANALYTICS_QUEUE)
         self.processed = 0
         self.process_rate = RateMeter()
-        # seconds per frame in each stage this camera runs; the source measures its decoding
+        self.gate = MotionGate()
+        # seconds per frame in each stage this camera runs; the source measures its decoding,
+        # the gate its motion measure
         stages = [s for s in STAGES if s != "segment" or segmenter is not None]
-        self.stages = {s: Latency() for s in stages} | {"decode": self.source.decode_latency}
+        self.stages = {s: Latency() for s in stages} | {
+            "decode": self.source.decode_latency,
+            "motion": self.gate.latency,
+        }
         self.failed: BaseException | None = None
         self._reconfigure: CameraConfig | None = None
         self._lock = threading.Lock()
@@ -97,13 +106,18 @@ class CameraRuntime:
         self.source.start()
 
     def take(self) -> tuple[Frame, DetectRequest] | None:
-        """The frame waiting in the slot, if any, with the thresholds it is to be detected
-        with: those of the config running when it was taken (a reload's apply from the next
-        frame taken)."""
+        """The frame waiting in the slot, if any and if the motion gate lets it through, with
+        the thresholds it is to be detected with: those of the config running when it was
+        taken (a reload's apply from the next frame taken). A frame the gate skips is taken
+        all the same (counted in ``skipped``), so the newest frame still wins."""
         frame = self.slot.take()
         if frame is None:
             return None
         detect = self.config.detect
+        # the analytics' state after the latest frame they analysed (one may be in flight)
+        analytics = self.analytics
+        if not self.gate.admit(frame, detect.motion, analytics.busy, analytics.region):
+            return None
         return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou)
 
     def _on_state(self, change: StateChange) -> None:
@@ -175,11 +189,18 @@ class CameraRuntime:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
+    @property
+    def last_frame(self) -> float | None:
+        """Monotonic time of the latest frame dealt with: analysed, or skipped as still."""
+        times = [t for t in (self.process_rate.last, self.gate.skipped_at) if t is not None]
+        return max(times, default=None)
+
     def progress(self) -> CameraProgress:
         return CameraProgress(
             processed=self.processed,
             delivered=self.slot.put_count,
             waiting=self.slot.waiting or not self.queue.empty(),
+            skipped=self.gate.skipped,
         )
 
     def stats(self) -> CameraStats:
@@ -188,6 +209,7 @@ class CameraRuntime:
             delivered=self.slot.put_count,
             processed=self.processed,
             dropped=self.slot.dropped,
+            skipped=self.gate.skipped,
             reconnects=self.source.reconnects,
             tracks=self.analytics.active_tracks,
             state=self.source.state.value,

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import shapely
 from shapely.geometry import Polygon, box
+from shapely.geometry.base import BaseGeometry
 
 from edged.analytics.alerts import Alerts
 from edged.analytics.tracked import TrackedFrame
@@ -146,6 +147,7 @@ class RetailShelf:
         # products show up only once their tracks are confirmed: no detector count before
         self._warmup = config.tracker.min_hits
         self._frames = 0
+        self._now = float("-inf")  # the latest frame's media time
 
     def _reference(self, path: Path, width: int, height: int, base: tuple[str, ...]) -> Prepared:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -163,7 +165,7 @@ class RetailShelf:
         objects = tf.objects
         covers = self._occluder_boxes(objects)
         centres = self._products(objects)
-        ts = tf.media_ts
+        ts = self._now = tf.media_ts
         self._frames += 1
         for slot in self.slots:
             out += self._slot(slot, prep, tf, covers, centres, ts)
@@ -350,6 +352,22 @@ class RetailShelf:
                 {"zone": checkout.zone, "length": length, "alert_at": checkout.alert_at},
             )
         return out
+
+    @property
+    def regions(self) -> tuple[BaseGeometry, ...]:
+        shapes: list[BaseGeometry] = [slot.polygon for slot in self.slots]
+        return (*shapes, self.shelf) if self.shelf is not None else tuple(shapes)
+
+    @property
+    def busy(self) -> bool:
+        """A slot settles after motion, holds a new count, or still learns its stocked look:
+        each needs the next still frames, which motion gating would skip."""
+        return any(
+            self._now < slot.frozen_until
+            or slot.held.candidate is not None
+            or (slot.method != "detector" and not slot.monitor.learned)
+            for slot in self.slots
+        )
 
     def finish(self, tf: TrackedFrame) -> list[Event]:
         out: list[Event] = []

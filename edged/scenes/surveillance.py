@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shapely.geometry.base import BaseGeometry
+
 from edged.analytics.alerts import Alerts
 from edged.analytics.tracked import TrackedFrame
 from edged.config.camera import CameraConfig
@@ -118,3 +120,11 @@ class Surveillance:
 
     def finish(self, tf: TrackedFrame) -> list[Event]:
         return self.alerts.end_all(tf.media_ts, tf.wall_ts)
+
+    @property
+    def regions(self) -> tuple[BaseGeometry, ...]:
+        return ()  # its restricted zones and entrances are the camera's own
+
+    @property
+    def busy(self) -> bool:
+        return False  # every alert it raises is about a tracked object

@@ -77,6 +77,11 @@ class ByteTracker:
         self._last_ts: float | None = None
 
     @property
+    def tracking(self) -> bool:
+        """Any track is kept: tentative, tracked or lost within its buffer."""
+        return len(self._state) > 0
+
+    @property
     def ended(self) -> list[int]:
         """Ids of confirmed tracks removed during the last ``update``."""
         return list(self._ended)

@@ -36,7 +36,8 @@ class CameraHealth:
 
 def camera_health(cam: CameraRuntime, stale_s: float) -> CameraHealth:
     now = time.monotonic()
-    last = cam.process_rate.last
+    # a frame the motion gate skipped as still was dealt with as much as an analysed one
+    last = cam.last_frame
     age = None if last is None else now - last
     state = cam.source.state
     fps = cam.process_rate.rate()

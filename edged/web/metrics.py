@@ -45,6 +45,15 @@ class PipelineCollector(Collector):
             for camera, st in stats.items():
                 family.add_metric([camera], getattr(st, field))
             yield family
+        skipped = CounterMetricFamily(
+            "edged_frames_skipped",
+            "Frames taken but not detected: reason still (motion gating: nothing moved or was "
+            "tracked)",
+            labels=["camera", "reason"],
+        )
+        for camera, st in stats.items():
+            skipped.add_metric([camera, "still"], st.skipped)
+        yield skipped
         up = GaugeMetricFamily("edged_source_up", "1 while the camera streams", labels=["camera"])
         tracks = GaugeMetricFamily("edged_tracks", "Live confirmed tracks", labels=["camera"])
         fps_in = GaugeMetricFamily(

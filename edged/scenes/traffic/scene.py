@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from edged.analytics.speed import Homography, TrackSpeeds
 from edged.analytics.tracked import TrackedFrame
@@ -111,6 +112,16 @@ class Traffic:
         if not self.passages.published:
             out.append(self.passages.totals(tf.wall_ts))
         return out
+
+    @property
+    def regions(self) -> tuple[BaseGeometry, ...]:
+        return tuple(lane.polygon for lane in self.lanes.values())
+
+    @property
+    def busy(self) -> bool:
+        """A vehicle it still follows (its track may have ended: stitching waits) or a passage
+        still open closes only on a later frame."""
+        return bool(self.vehicles.by_id or self.passages.open)
 
     def _hand_over(self, tf: TrackedFrame, keep: int, gone: int) -> list[Event]:
         """Vehicle ``gone`` was merged into ``keep``: its passages' alerts end, and the
