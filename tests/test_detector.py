@@ -177,7 +177,9 @@ def test_graph_preprocessing_finds_the_same_people(
 ) -> None:
     """preprocess: graph (what GPU backends use) through the real loading path, on the CPU."""
     graph = load_detector(
-        ModelConfig(path=MODEL, backend="cpu", preprocess="graph", cache_dir=tmp_path)
+        ModelConfig(
+            path=MODEL, backend="cpu", preprocess="graph", cache_dir=tmp_path, precision="fp32"
+        )
     )
     assert graph.graph_input == "frames"
     assert list((tmp_path / "prepared").glob("nanodet-g-416-*.onnx"))

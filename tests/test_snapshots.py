@@ -33,7 +33,7 @@ def scene() -> tuple[Frame, Detections, list[str]]:
             if k == 40:
                 image = f.to_ndarray(format="bgr24")
                 break
-    detector = load_detector(ModelConfig(path=MODEL, backend="cpu"))
+    detector = load_detector(ModelConfig(path=MODEL, backend="cpu", precision="fp32"))
     dets = detector.detect([DetectRequest(image, 0.35, 0.5)])[0].detections
     people = dets[dets.class_id == detector.labels.index("person")]
     assert len(people) >= 3, "the clip's frame 40 shows several people"
