@@ -70,13 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     sequences = mot15.load_sequences(args.data)
     log = (lambda m: print(m, file=sys.stderr)) if not args.quiet else None
-    dets = T.detect_sequences(
-        sequences,
-        threads=args.threads,
-        use_cache=not args.no_cache,
-        log=log,
-        precision=args.precision,
-    )
+    dets = T.detect_as_asked(sequences, args, log)
     params = daemon_params()
     feeds = [float(f) for f in args.feeds.split(",")] if args.feeds else [0.05, daemon_min_score()]
 

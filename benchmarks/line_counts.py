@@ -203,13 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     sequences = [s for s in mot15.load_sequences(args.data) if s.name in LINES]
     log = (lambda m: print(m, file=sys.stderr)) if not args.quiet else None
-    dets = T.detect_sequences(
-        sequences,
-        threads=args.threads,
-        use_cache=not args.no_cache,
-        log=log,
-        precision=args.precision,
-    )
+    dets = T.detect_as_asked(sequences, args, log)
     feed = args.feed if args.feed is not None else daemon_min_score()
     rows = []
     seconds = {}

@@ -122,6 +122,19 @@ class SequenceDetections:
         return [d[d.score >= min_score] for d in self.frames]
 
 
+def detect_as_asked(
+    sequences: Sequence[mot15.MotSequence], args: Any, log: Any
+) -> list[SequenceDetections]:
+    """``detect_sequences`` with a benchmark's ``--threads``, ``--no-cache``, ``--precision``."""
+    return detect_sequences(
+        sequences,
+        threads=args.threads,
+        use_cache=not args.no_cache,
+        log=log,
+        precision=args.precision,
+    )
+
+
 def detect_sequences(
     sequences: Sequence[mot15.MotSequence],
     model: Path = MODEL,
