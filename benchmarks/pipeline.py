@@ -33,8 +33,9 @@ latency: the clip at its own rate (``realtime: true``) with the demo's zone and 
   the last PUBACK of a burst can wait for edged's delayed ACK (≈ 40 ms).
 cameras: N copies of the clip at their own rate, ``detect_fps: 5``: processed FPS per camera,
   frames dropped, mean batch size, and this process's CPU use (psutil) over the window.
-memory: the clip looped as fast as possible for ``--memory-frames`` frames; resident memory
-  after a warm-up of 300 frames and then every 1000 frames.
+memory: 1 and 8 cameras (``--memory-cameras``) looping the clip as fast as possible for
+  ``--memory-frames`` frames of all of them; resident memory after a warm-up of 300 frames
+  and then every 1000 frames.
 idle (``--only idle``; motion gating): a real still scene — the still stretch of
   ``samples/shelf-bottles.mp4`` (2.85–4.96 s) forward and back, H.264 at 30 fps — looped at its
   rate on 1 camera with the gate on and off, on with ``detect_fps: 10``, and off with
@@ -431,18 +432,25 @@ def cameras(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
 # -- memory --------------------------------------------------------------------------------
 
 
-def memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    config = make_config(tmp, args.threads, {"cam": camera(args.clip, realtime=False, loop=True)})
+def memory(args: argparse.Namespace, tmp: Path, n: int) -> dict[str, Any]:
+    """``n`` cameras looping the clip as fast as they can; resident memory as the frames of
+    all of them add up."""
+    cams = {f"cam{i}": camera(args.clip, realtime=False, loop=True) for i in range(n)}
+    config = make_config(tmp, args.threads, cams)
     proc = psutil.Process()
     marks: list[tuple[int, float]] = []
     with running(config) as (pipeline, _):
-        cam = pipeline.cameras["cam"]
+
+        def processed() -> int:
+            return sum(c.processed for c in pipeline.cameras.values())
+
         warm = 300
         for target in [warm, *range(1000, args.memory_frames + 1, 1000)]:
-            wait(lambda t=target: cam.processed >= t, 3600, f"{target} frames")
-            marks.append((cam.processed, proc.memory_info().rss / 2**20))
+            wait(lambda t=target: processed() >= t, 3600, f"{target} frames")
+            marks.append((processed(), proc.memory_info().rss / 2**20))
     start, end = marks[0][1], marks[-1][1]
     return {
+        "cameras": n,
         "frames": marks[-1][0],
         "rss_start_mib": start,
         "rss_end_mib": end,
@@ -690,13 +698,12 @@ def table(result: dict[str, Any]) -> str:
                 f" (interval {d['frame_interval_ms']:.1f} ms), capture → detector"
                 f" {d['capture_to_detector_ms']:.1f} ms"
             )
-    mem = result.get("memory")
-    if mem:
+    for mem in result.get("memory", []):
         lines += [
             "",
-            f"resident memory: {mem['rss_start_mib']:.0f} MiB after 300 frames, "
-            f"{mem['rss_end_mib']:.0f} MiB after {mem['frames']} (max {mem['rss_max_mib']:.0f}, "
-            f"growth {mem['growth_mib']:+.1f} MiB)",
+            f"resident memory, {mem['cameras']} camera(s): {mem['rss_start_mib']:.0f} MiB after"
+            f" 300 frames, {mem['rss_end_mib']:.0f} MiB after {mem['frames']} (max"
+            f" {mem['rss_max_mib']:.0f}, growth {mem['growth_mib']:+.1f} MiB)",
         ]
     return "\n".join(lines)
 
@@ -713,7 +720,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cameras", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8]
     )
-    parser.add_argument("--memory-frames", type=int, default=10_000)
+    parser.add_argument("--memory-frames", type=int, default=10_000, help="of all cameras")
+    parser.add_argument(
+        "--memory-cameras", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8]
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(
         "--idle-cameras", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4]
@@ -752,7 +762,7 @@ def main(argv: list[str] | None = None) -> None:
         if "cameras" in parts:
             result["cameras"] = cameras(args, tmp)
         if "memory" in parts:
-            result["memory"] = memory(args, tmp)
+            result["memory"] = [memory(args, tmp, n) for n in args.memory_cameras]
         if "idle" in parts:
             result["idle"] = idle(args, tmp)
     print(table(result))
