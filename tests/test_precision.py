@@ -364,3 +364,35 @@ def test_reader_feeds_preprocessed_batches(fp32: Detector, clip_frames) -> None:
     assert [b["input_1:0"].shape[0] for b in iter(reader.get_next, None)] == [3]
     single = FrameReader.for_detector(fp32, frames, batch_size=1)
     assert len(single) == 7 and len(list(iter(single.get_next, None))) == 7
+
+
+def test_the_convert_command_makes_a_batch_one_model_dynamic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fixed = batch_one_copy(tmp_path / "b1.onnx")
+    out = tmp_path / "dyn.onnx"
+    done = subprocess.run(
+        [sys.executable, "-m", "edged", "convert", str(fixed), "--dynamic-batch", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"dynamic batch: {out}" in done.stdout
+    # it runs a batch as the shipped dynamic file does
+    x = np.random.default_rng(0).standard_normal((2, 3, 416, 416)).astype(np.float32)
+    made, shipped = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (out, MODEL)
+    )
+    got, want = made.run(None, {"input_1:0": x}), shipped.run(None, {"input_1:0": x})
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert load_manifest(out).derived_from == sha256_of(fixed)
+    again = subprocess.run(
+        [sys.executable, "-m", "edged", "convert", str(out), "--dynamic-batch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 1 and "already dynamic" in again.stderr
