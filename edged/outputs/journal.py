@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS losses (
     reasons   TEXT    NOT NULL
 )
 """
+_SAVE_LOSSES = "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)"
 _COLUMNS = "seq, id, kind, camera, topic, retain, ts, frame_ts, v, payload"
 _INSERT = (
     "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)"
@@ -299,31 +300,25 @@ class Journal:
         row = self._conn.execute("SELECT ts FROM events ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
-    def _write(self, events: Sequence[Event], now: float) -> list[Event]:
+    def _write(self, events: Sequence[Event], now: float, retry: bool = True) -> list[Event]:
         """``_transaction``, with what a failing journal needs: a damaged file is recovered and
         the write tried once more; any other failure refuses the events (counted, reported
-        once writing works again)."""
-        for attempt in (1, 2):
-            try:
-                out = self._transaction(events, now)
-            except sqlite3.Error as exc:
-                self._rollback()
-                if is_damage(exc) and attempt == 1 and self._recover(str(exc)):
-                    continue
-                return self._write_failed(events, exc)
-            except BaseException:
-                self._rollback()
-                raise
-            if self.error is not None:
-                log.warning(
-                    "journal %s: writable again; %d event(s) were lost while it was not (the"
-                    " overflow event with reason write_error reports them)",
-                    self.path,
-                    self._lost_in_error,
-                )
-                self.error, self._lost_in_error = None, 0
-            return out
-        return []
+        once writing works again). ``_transaction`` has rolled back whatever raised."""
+        try:
+            out = self._transaction(events, now)
+        except sqlite3.Error as exc:
+            if retry and is_damage(exc) and self._recover(str(exc)):
+                return self._write(events, now, retry=False)
+            return self._write_failed(events, exc)
+        if self.error is not None:
+            log.warning(
+                "journal %s: writable again; %d event(s) were lost while it was not (the"
+                " overflow event with reason write_error reports them)",
+                self.path,
+                self._lost_in_error,
+            )
+            self.error, self._lost_in_error = None, 0
+        return out
 
     def _rollback(self) -> None:
         # SQLite has often rolled back already (a full disk): a second ROLLBACK would raise
@@ -351,9 +346,7 @@ class Journal:
     def _save_losses(self) -> None:
         """Keep the unreported losses across a restart (outside a batch: pause refusals)."""
         try:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)", self._unreported.row()
-            )
+            self._conn.execute(_SAVE_LOSSES, self._unreported.row())
         except sqlite3.Error as exc:
             # a full disk: they stay in memory and go out with the next overflow event
             log.debug("journal %s: losses not saved: %s", self.path, exc)
@@ -391,9 +384,7 @@ class Journal:
                 backlog += 1
                 self._conn.execute("DELETE FROM losses")
             elif unreported.dropped != self._unreported.dropped:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)", unreported.row()
-                )
+                self._conn.execute(_SAVE_LOSSES, unreported.row())
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()

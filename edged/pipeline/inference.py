@@ -7,10 +7,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
 
 from edged.core.frame import Frame
-from edged.models.detector import Detector, DetectRequest
+from edged.models.detector import Detected, Detector, DetectRequest
 from edged.pipeline.camera import CameraRuntime
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ RETRY_FIRST_S = 0.5
 # others wait)
 ACTIVE_S = 1.0
 
-# a frame taken for the next batch: its camera, and what to detect in it with which thresholds
-Taken = tuple[CameraRuntime, Frame, DetectRequest]
+# a frame taken for the next batch: its camera, the frame, what to detect in it with which
+# thresholds, and its ticket (the camera's frames are handed back in ticket order)
+Taken = tuple[CameraRuntime, Frame, DetectRequest, int]
 
 
 class InferenceWorker:
@@ -71,7 +72,6 @@ class InferenceWorker:
         self._handed: dict[int, float] = {}  # id(camera) → when it last handed a frame
         # per camera: tickets handed out and handed back, frames in flight
         self._issued: Counter[int] = Counter()
-        self._tickets: dict[int, int] = {}  # id(frame) → its ticket, until its batch runs
         self._returned: Counter[int] = Counter()
         self._order = threading.Condition()
         self._lanes_left = len(self.detectors)
@@ -112,7 +112,7 @@ class InferenceWorker:
     def _collect(self, open_cams: list[CameraRuntime], batch: list[Taken]) -> None:
         """Add the frames waiting in the slots, round-robin so no camera starves another;
         at most one frame per camera per batch."""
-        taken = {id(cam) for cam, _, _ in batch}
+        taken = {id(cam) for cam, *_ in batch}
         n = len(open_cams)
         for k in range(n):
             if len(batch) == self.detector.max_batch:
@@ -122,13 +122,12 @@ class InferenceWorker:
                 continue
             item = cam.take()
             if item is not None:
-                batch.append((cam, *item))
-                taken.add(id(cam))
-                self._handed[id(cam)] = time.monotonic()
                 # the ticket goes with the take: another lane may take this camera's next
                 # frame while this batch waits to fill
-                self._tickets[id(item[0])] = self._issued[id(cam)]
+                batch.append((cam, *item, self._issued[id(cam)]))
                 self._issued[id(cam)] += 1
+                taken.add(id(cam))
+                self._handed[id(cam)] = time.monotonic()
         self._next = (self._next + 1) % max(n, 1)
 
     def _fill(self, open_cams: list[CameraRuntime], batch: list[Taken]) -> None:
@@ -152,7 +151,7 @@ class InferenceWorker:
         self.failed_runs += 1
         self._failures[lane] += 1
         failures = self._failures[lane]
-        cams = ", ".join(cam.name for cam, _, _ in batch)
+        cams = ", ".join(cam.name for cam, *_ in batch)
         if failures >= MAX_FAILURES:
             self.failure = f"{failures} runs in a row failed, the last with {exc!r}"
             log.error("model %s: %s; giving it up", self.name, self.failure)
@@ -175,8 +174,8 @@ class InferenceWorker:
             )
         self._stop.wait(pause)
 
-    def _take(self) -> tuple[list[Taken], list[int]] | None:
-        """The next batch and its tickets (empty: nothing yet); None when no camera is left."""
+    def _take(self) -> list[Taken] | None:
+        """The next batch (empty: nothing yet); None when no camera is left."""
         batch: list[Taken] = []
         with self.wake:
             self._open += self._joining
@@ -188,10 +187,9 @@ class InferenceWorker:
             self._collect(self._open, batch)
             if batch and self.batch_timeout_s > 0:
                 self._fill(self._open, batch)
-            tickets = [self._tickets.pop(id(frame)) for _, frame, _ in batch]
             # a camera that ended (or was removed) is let go even while others stream, once
             # no frame of it is in flight
-            taken = {id(cam) for cam, _, _ in batch}
+            taken = {id(cam) for cam, *_ in batch}
             finished = [
                 c
                 for c in self._open
@@ -205,11 +203,11 @@ class InferenceWorker:
                 cam.queue.put(None)
             if not batch and not finished:
                 self.wake.wait(0.5)
-        return batch, tickets
+        return batch
 
-    def _hand_back(self, batch: list[Taken], tickets: list[int], detected: list[Any]) -> None:
+    def _hand_back(self, batch: list[Taken], detected: Sequence[Detected | None]) -> None:
         """Each frame to its camera in ticket order (None: its run failed, nothing to hand)."""
-        for (cam, frame, _), ticket, found in zip(batch, tickets, detected, strict=True):
+        for (cam, frame, _, ticket), found in zip(batch, detected, strict=True):
             key = id(cam)
             with self._order:
                 while self._returned[key] != ticket:
@@ -228,22 +226,21 @@ class InferenceWorker:
     def _lane(self, lane: int, detector: Detector) -> None:
         try:
             while not self._stop.is_set():
-                taken = self._take()
-                if taken is None:
+                batch = self._take()
+                if batch is None:
                     return
-                batch, tickets = taken
                 if not batch:
                     continue
                 try:
-                    detected: list[Any] = detector.detect([request for _, _, request in batch])
+                    detected = detector.detect([request for _, _, request, _ in batch])
                 except Exception as exc:
-                    self._hand_back(batch, tickets, [None] * len(batch))
+                    self._hand_back(batch, [None] * len(batch))
                     self._failed(exc, batch, lane)
                     continue
                 self._failures[lane] = 0
                 with self._order:
                     self.batch_sizes[len(batch)] += 1
-                self._hand_back(batch, tickets, detected)
+                self._hand_back(batch, detected)
         except Exception as exc:
             if self.failure is None:
                 log.exception("inference worker %s failed", self.name)
