@@ -28,6 +28,7 @@ from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import free_port
 from tests.paths import CLIP
 from tests.test_observability import get
+from tests.waiting import poll
 
 
 def hello(req: Request, path: str) -> bool:
@@ -104,9 +105,7 @@ def test_idle_connections_are_capped_and_expire(serve) -> None:
     idle = [socket.create_connection(server.server_address) for _ in range(8)]
     try:
         # the cap is reached by connections that send nothing; the next one is told at once
-        deadline = time.monotonic() + 5
-        while threading.active_count() < threads_before + 8 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: threading.active_count() >= threads_before + 8, 5)
         extra = socket.create_connection(server.server_address)
         extra.settimeout(2)
         answer = extra.recv(4096)

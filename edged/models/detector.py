@@ -20,6 +20,7 @@ from edged.models.nanodet import NanoDetAdapter
 from edged.models.precision import check_precision
 from edged.models.preprocess import place
 from edged.models.rtdetr import RtDetrAdapter
+from edged.models.variants import ModelFile, choose_file
 from edged.models.yolo import YoloV5Adapter, YoloV8Adapter
 from edged.models.yolo_seg import YoloV8SegAdapter
 
@@ -195,12 +196,13 @@ def stream_count(config: ModelConfig, backend: str, precision: str) -> int:
 
 def load_detectors(config: ModelConfig) -> list[Detector]:
     """One detector per stream (``stream_count``), the threads shared out between them."""
-    from edged.models.variants import choose_file
-
     backend = resolved_backend(config)
-    n = stream_count(config, backend, choose_file(config, backend).manifest.precision)
+    chosen = choose_file(config, backend)
+    if chosen.why:
+        log.info("%s: %s", Path(config.path).name, chosen.why)
+    n = stream_count(config, backend, chosen.manifest.precision)
     if n == 1:
-        return [load_detector(config)]
+        return [_detector(config, chosen)]
     lane = config.model_copy(update={"threads": max(1, config.threads // n)})
     log.info(
         "%s: %d engine runs in flight, %d thread(s) each",
@@ -208,17 +210,20 @@ def load_detectors(config: ModelConfig) -> list[Detector]:
         n,
         lane.threads,
     )
-    return [load_detector(lane, say=k == 0) for k in range(n)]
+    return [_detector(lane, chosen) for _ in range(n)]
 
 
-def load_detector(config: ModelConfig, say: bool = True) -> Detector:
-    """The detector ``config`` names; ``say``: log which file runs and why."""
-    from edged.models.graph_preprocess import FRAMES
-    from edged.models.variants import choose_file
-
+def load_detector(config: ModelConfig) -> Detector:
+    """The detector ``config`` names, on the file ``choose_file`` picks (logged with why)."""
     chosen = choose_file(config, resolved_backend(config))
-    if chosen.why and say:
+    if chosen.why:
         log.info("%s: %s", Path(config.path).name, chosen.why)
+    return _detector(config, chosen)
+
+
+def _detector(config: ModelConfig, chosen: ModelFile) -> Detector:
+    from edged.models.graph_preprocess import FRAMES
+
     manifest = chosen.manifest
     if uses_graph(config):
         engine = open_engine(config, manifest, prepared_model(config, manifest, chosen.path))

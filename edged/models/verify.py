@@ -23,6 +23,7 @@ from edged.models.detector import Detector, DetectRequest, resolved_backend
 from edged.models.manifest import Manifest, ModelError
 from edged.models.precision import check_precision
 from edged.models.segmenter import SEMANTIC_FAMILIES, Segmenter
+from edged.models.variants import choose_file
 
 # what ONNX Runtime raises for a model it cannot load or run: its own classes, none of them
 # a RuntimeError
@@ -57,8 +58,6 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def verify_model(config: ModelConfig) -> Manifest:
     """The model's manifest, once the model has loaded and run as it describes; else
     ``ModelError`` saying what does not fit."""
-    from edged.models.variants import choose_file
-
     chosen = choose_file(config, resolved_backend(config))
     path, manifest = chosen.path, chosen.manifest
     try:

@@ -113,9 +113,11 @@ class WebServer(ThreadingHTTPServer):
         self._last_busy_log = -float("inf")
         self._thread = threading.Thread(target=self.serve_forever, name=f"http-{port}", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name=f"http-{port}-w", daemon=True)
-        token, user, password = self.access.access()[:3]
-        self._token = None if token is None else token.encode()
-        self._basic = None if user is None else f"{user}:{password}".encode()
+        a = self.access
+        self._token = None if a.token is None else a.token.get_secret_value().encode()
+        self._basic = None
+        if a.username is not None and a.password is not None:
+            self._basic = f"{a.username}:{a.password.get_secret_value()}".encode()
         self.challenge = 'Basic realm="edged"' if self._basic else 'Bearer realm="edged"'
 
     def start(self) -> None:
