@@ -38,7 +38,6 @@ from edged.analytics.motion import Region
 from edged.camera.gate import MotionGate
 from edged.config.camera import MotionConfig, TrackerConfig
 from edged.core.detections import Detections
-from edged.core.frame import Frame
 from edged.tracking import ByteTracker
 from edged.tracking.bytetrack import DEFAULTS
 
@@ -241,7 +240,7 @@ def motion_gate(
         k, image = next(frames)
         assert k == i, "frames are gated in order"
         ts = i / fps
-        return gate.admit(Frame(seq.name, i, ts, ts, ts, image), motion, busy, region)
+        return gate.admit(image, ts, motion, busy, region)
 
     return admit
 

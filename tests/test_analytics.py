@@ -9,7 +9,8 @@ from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.objects import ObjectLifecycle
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
-from edged.config.camera import ZoneConfig
+from edged.camera.analytics import decoded_classes
+from edged.config.camera import CameraConfig, ZoneConfig
 from edged.config.events import ObjectUpdatesConfig
 from edged.core.detections import Anchor, Detections, class_ids
 
@@ -354,3 +355,20 @@ def test_a_track_ending_inside_the_band_counts_only_past_the_line(
     events += line.update(frame(2.0, [], ended=[1]))
     assert [e.payload["direction"] for e in events if e.kind == "line_crossing"] == counted
     assert line.totals["in"] == ({"person": 1} if counted else {})
+
+
+def test_a_camera_decodes_its_classes_and_the_ones_its_pictures_blur() -> None:
+    labels = ["person", "bicycle", "car", "motorcycle", "truck"]
+
+    def camera(**settings: object) -> CameraConfig:
+        base = {"source": {"uri": "rtsp://cam/1"}, "detect": {"model": "coco"}}
+        return CameraConfig.model_validate(base | settings)
+
+    assert decoded_classes(labels, camera()) is None  # every class is kept: all decoded
+    cars = {"model": "coco", "classes": ["truck", "car"]}
+    assert decoded_classes(labels, camera(detect=cars)).tolist() == [2, 4]
+    blurred = {"privacy": {"blur": "boxes", "classes": ["person", "bicycle"]}}
+    got = decoded_classes(labels, camera(detect=cars, snapshots=blurred))
+    assert got.tolist() == [0, 1, 2, 4]  # people are blurred though never tracked
+    off = {"privacy": {"blur": "off"}}
+    assert decoded_classes(labels, camera(detect=cars, snapshots=off)).tolist() == [2, 4]

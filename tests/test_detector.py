@@ -18,7 +18,9 @@ from edged.models.detector import Detector, DetectRequest, load_detector
 from edged.models.manifest import ModelError, decode_spec, load_manifest
 from edged.models.nanodet import NanoDetAdapter, NanoDetDecode
 from edged.models.preprocess import place
-from tests.paths import CLIP, MODEL
+from tests.paths import CLIP, MODEL, ROOT
+
+TRAFFIC = ROOT / "samples" / "traffic-street-topdown.mp4"
 
 # The three pedestrians clearly visible in the clip's first frame (x1, y1, x2, y2, pixels).
 FIRST_FRAME_PEOPLE = np.array(
@@ -205,3 +207,28 @@ def test_a_file_that_is_no_model_is_an_engine_error(tmp_path: Path, data: bytes)
     bad.write_bytes(data)
     with pytest.raises(EngineError, match="ONNX Runtime cannot load the model"):
         OrtEngine(bad, backend="cpu")
+
+
+def test_decoding_only_some_classes_gives_the_full_decode_filtered(detector: Detector) -> None:
+    """Real street frames with people, cars, bicycles and more: decoding a camera's classes
+    alone finds exactly what decoding all 80 and filtering finds."""
+    cap = cv2.VideoCapture(str(TRAFFIC))
+    frames = []
+    for _ in range(40):
+        ok, image = cap.read()
+        assert ok
+        frames.append(image)
+    cap.release()
+    labels = detector.labels
+    for names in (["person"], ["car", "truck", "bus"], ["bicycle", "person"]):
+        wanted = np.array(sorted(labels.index(n) for n in names), np.int32)
+        full = detector.detect([DetectRequest(f, 0.2, 0.5) for f in frames[::8]])
+        part = detector.detect([DetectRequest(f, 0.2, 0.5, wanted) for f in frames[::8]])
+        others = 0
+        for a, b in zip(full, part, strict=True):
+            kept = a.detections.of_classes(wanted)
+            others += len(a.detections) - len(kept)
+            np.testing.assert_array_equal(b.detections.xyxy, kept.xyxy)
+            np.testing.assert_array_equal(b.detections.score, kept.score)
+            np.testing.assert_array_equal(b.detections.class_id, kept.class_id)
+        assert others > 0, f"{names}: nothing else was found, the subset was not put to test"

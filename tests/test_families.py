@@ -46,9 +46,14 @@ def load(path: Path) -> Detector:
 
 
 def detect(
-    detector: Detector, min_score: float, nms_iou: float = 0.5, image: np.ndarray | None = None
+    detector: Detector,
+    min_score: float,
+    nms_iou: float = 0.5,
+    image: np.ndarray | None = None,
+    classes: list[int] | None = None,
 ) -> Detections:
-    request = DetectRequest(picture() if image is None else image, min_score, nms_iou)
+    wanted = None if classes is None else np.array(classes, np.int32)
+    request = DetectRequest(picture() if image is None else image, min_score, nms_iou, wanted)
     return detector.detect([request])[0].detections
 
 
@@ -373,3 +378,24 @@ def test_yolov8_seg_nms_in_graph(models: Path) -> None:
     check(dets, expected(SEG_A, SEG_B))
     check_masks(dets, [SEG_A, SEG_B])
     assert len(detect(detector, 0.95)) == 0
+
+
+# --------------------------------------------------------------------------- class subsets
+
+
+@pytest.mark.parametrize("family", ["yolov8", "yolov8_nms", "yolov5", "rtdetr", "yolov8_seg"])
+@pytest.mark.parametrize("classes", [[0], [2, 3], [1, 5, 7]])
+def test_decoding_a_class_subset_gives_the_full_decode_filtered(
+    family: str, classes: list[int], request: pytest.FixtureRequest
+) -> None:
+    detector: Detector = request.getfixturevalue(family)
+    full = detect(detector, 0.25)
+    assert set(full.class_id.tolist()) - set(classes), "the subset must leave something out"
+    subset = detect(detector, 0.25, classes=classes)
+    kept = full.of_classes(np.array(classes, np.int32))
+    np.testing.assert_array_equal(subset.xyxy, kept.xyxy)
+    np.testing.assert_array_equal(subset.score, kept.score)
+    np.testing.assert_array_equal(subset.class_id, kept.class_id)
+    if full.mask is not None and len(kept):
+        assert subset.mask is not None
+        np.testing.assert_array_equal(subset.mask, kept.mask)

@@ -575,7 +575,7 @@ def test_clip_stock_changes_follow_the_ground_truth(clip_events: list[dict[str, 
         ("middle", 1),
         ("right", 1),
     ]
-    assert all(3.0 <= e["media_ts"] < 4.5 for e in first)
+    assert all(3.0 <= e["media_ts"] < 4.5 for e in first), [e["media_ts"] for e in first]
     later = [e for e in changes if e["before"] is not None]
     # the same changes in the same order per slot, nothing more (left and middle were taken
     # together: their order between each other is free)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
+import pytest
 
 from edged.config.camera import SourceConfig
 from edged.core.frame import Frame
 from edged.core.redact import redact
+from edged.sources import pyav
 from edged.sources.base import SourceState, StateChange
+from edged.sources.capture import Decoded
 from edged.sources.factory import is_live, make_source
 from edged.sources.slot import FrameSlot
 from edged.sources.status import status_event
@@ -31,11 +36,16 @@ class Recorder:
             self.done.set()
 
 
-def drain(config: SourceConfig, limit: int | None = None) -> tuple[list[Frame], Recorder]:
+def drain(
+    config: SourceConfig,
+    limit: int | None = None,
+    admit: Callable[[np.ndarray, float], bool] | None = None,
+) -> tuple[list[Frame], Recorder]:
     wake = threading.Condition()
     slot = FrameSlot(wake, block=not is_live(config))
     rec = Recorder()
     source = make_source("cam", config, slot, rec)
+    source.admit = admit
     source.start()
     frames: list[Frame] = []
     with wake:
@@ -69,6 +79,43 @@ def test_detect_fps_throttles_on_stream_time() -> None:
     assert len(frames) == CLIP_FRAMES // 2
     gaps = np.diff([f.pts for f in frames])
     assert gaps.min() >= 1 / 3.5 - 1e-3
+
+
+def test_the_gate_sees_the_decoders_luma_and_a_frame_it_refuses_is_never_converted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    converted: list[float | None] = []
+
+    def counting(
+        pts: float | None,
+        to_bgr: Callable[[], np.ndarray],
+        decode_s: float,
+        to_luma: Callable[[], np.ndarray | None],
+    ) -> Decoded:
+        def bgr() -> np.ndarray:
+            converted.append(pts)
+            return to_bgr()
+
+        return Decoded(pts, bgr, decode_s, to_luma)
+
+    monkeypatch.setattr(pyav, "Decoded", counting)
+    seen: list[np.ndarray] = []
+
+    def admit(picture: np.ndarray, media_ts: float) -> bool:
+        seen.append(picture.copy())
+        return len(seen) % 2 == 1  # every other frame
+
+    frames, _ = drain(SourceConfig(uri=str(CLIP), realtime=False), admit=admit)
+    assert len(seen) == CLIP_FRAMES
+    with av.open(str(CLIP)) as container:
+        first = next(container.decode(video=0))
+        assert first.format.name == "yuv420p"
+        y = first.to_ndarray()[: first.height]  # yuv420p: the luma rows, then chroma
+    assert seen[0].shape == (576, 768) and seen[0].dtype == np.uint8
+    np.testing.assert_array_equal(seen[0], y)
+    # refused frames keep their numbers (a gap is a skipped frame) and are never converted
+    assert [f.seq for f in frames] == list(range(0, CLIP_FRAMES, 2))
+    assert converted == [f.pts for f in frames]
 
 
 def test_realtime_file_is_paced_at_its_own_rate() -> None:

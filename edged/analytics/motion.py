@@ -39,17 +39,20 @@ def small_size(width: int, height: int) -> tuple[int, int]:
     return max(1, width // (2 * s)), max(1, height // (2 * s))
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    """The small, blurred grey picture (float32, 0–255) of a BGR image.
+def grey(picture: np.ndarray) -> np.ndarray:
+    """The small, blurred grey picture (float32, 0–255) of a luma plane (H×W) or of a BGR
+    image (H×W×3, its green standing in for luma).
 
     Plain numpy: each OpenCV call wakes its thread pool, whose threads then spin, which cost
-    0.6 ms of CPU per frame on a 2-core machine — twice the measure itself. Green stands in
-    for luma; 2×2 means of a sample at twice the size average the noise, and a 3×3 binomial
-    blur smooths compression blocks."""
-    height, width = image.shape[:2]
+    0.6 ms of CPU per frame on a 2-core machine — twice the measure itself. 2×2 means of a
+    sample at twice the size average the noise, and a 3×3 binomial blur smooths compression
+    blocks."""
+    height, width = picture.shape[:2]
     s = _step(width)
     w, h = small_size(width, height)
-    g = image[: 2 * s * h, : 2 * s * w, 1]
+    g = picture[: 2 * s * h, : 2 * s * w]
+    if g.ndim == 3:
+        g = g[:, :, 1]
     y = g[0 :: 2 * s, 0 :: 2 * s].astype(np.float32)
     y += g[s :: 2 * s, 0 :: 2 * s]
     y += g[0 :: 2 * s, s :: 2 * s]
@@ -105,11 +108,11 @@ class MotionMeter:
         self._background = None
 
     def measure(
-        self, image: np.ndarray, ts: float, threshold: int, mask: np.ndarray | None
+        self, picture: np.ndarray, ts: float, threshold: int, mask: np.ndarray | None
     ) -> float | None:
-        """The changed share of the picture inside ``mask`` (None: all of it) at stream time
-        ``ts``; None when there is no background to compare with yet."""
-        g = grey(image)
+        """The changed share of ``picture`` (see ``grey``) inside ``mask`` (None: all of it)
+        at stream time ``ts``; None when there is no background to compare with yet."""
+        g = grey(picture)
         background, last = self._background, self._ts
         self._ts = ts
         if background is None or background.shape != g.shape:

@@ -29,6 +29,19 @@ from edged.tracking import ByteTracker
 log = logging.getLogger(__name__)
 
 
+def decoded_classes(labels: list[str], config: CameraConfig) -> np.ndarray | None:
+    """The class ids the detector needs to decode for a camera (None: all): what it keeps,
+    and the classes its pictures blur for privacy, which need not be kept."""
+    keep = class_ids(labels, config.detect.classes)
+    if keep is None:
+        return None
+    shots = config.snapshots
+    if shots is not None and shots.privacy.blur != "off":
+        private = class_ids(labels, shots.privacy.classes)
+        keep = keep if private is None else np.concatenate([keep, private])
+    return np.unique(keep).astype(np.int32)
+
+
 class CameraAnalytics:
     """Turns each frame's detections into events. Geometry written relative (0–1) is placed
     in pixels when the first frame shows the picture's size."""
@@ -53,7 +66,7 @@ class CameraAnalytics:
         # for whoever looks (debug view)
         self.latest: tuple[Frame, TrackedFrame] | None = None
         self.track_s = 0.0  # the last tracker update's seconds
-        # for the motion gate, which reads them from the inference thread: each is replaced
+        # for the motion gate, which reads them from the source thread: each is replaced
         # whole, never changed in place
         self.region: Region | None = None  # what the zones, lines and scene watch
         self.busy = False  # the next frames are needed whether or not anything moves

@@ -31,7 +31,12 @@ class DetectionAdapter(Protocol):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
-    ) -> Detections: ...
+        classes: np.ndarray | None = None,
+    ) -> Detections:
+        """Detections of batch item ``item`` scoring at least ``min_score``, in the pixels of
+        the source picture; only of ``classes`` (sorted class ids; None: every class), which
+        gives what filtering afterwards would, for less work."""
+        ...
 
 
 class AdapterBase:

@@ -38,11 +38,13 @@ ADAPTERS: dict[str, Callable[[Manifest], DetectionAdapter]] = {
 @dataclass(frozen=True, slots=True)
 class DetectRequest:
     """One image and the thresholds its detections must pass: the least score, and the IoU
-    above which non-maximum suppression keeps only the better of two boxes."""
+    above which non-maximum suppression keeps only the better of two boxes; and the classes
+    whose detections are wanted (the others are not decoded)."""
 
     image: np.ndarray
     min_score: float
     nms_iou: float
+    classes: np.ndarray | None = None  # sorted class ids to decode; None: every class
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,9 @@ class Detector:
             for i, k in enumerate(chunk):
                 r = requests[k]
                 t0 = clock()
-                found = self.adapter.postprocess(outputs, i, geometry[i], r.min_score, r.nms_iou)
+                found = self.adapter.postprocess(
+                    outputs, i, geometry[i], r.min_score, r.nms_iou, r.classes
+                )
                 took = StageTimes(preprocess[i], inference, clock() - t0)
                 results[k] = Detected(found, took)
         return [results[k] for k in range(len(requests))]

@@ -54,13 +54,19 @@ class NanoDetAdapter(AdapterBase):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
+        classes: np.ndarray | None = None,
     ) -> Detections:
         """Detections of batch item ``item``, in the pixels of the source picture."""
-        scores = np.concatenate([outputs[s][item] for s, _ in self._names])
-        rows, cls = np.nonzero(scores >= min_score)
+        parts = [outputs[s][item] for s, _ in self._names]
+        if classes is not None:
+            # a score per class and anchor, NMS per class: other classes change nothing here
+            parts = [p[:, classes] for p in parts]
+        scores = np.concatenate(parts)
+        rows, col = np.nonzero(scores >= min_score)
         if len(rows) == 0:
             return Detections.empty()
-        conf = scores[rows, cls]
+        conf = scores[rows, col]
+        cls = col if classes is None else classes[col]
         if len(conf) > MAX_CANDIDATES:
             top = np.argpartition(-conf, MAX_CANDIDATES)[:MAX_CANDIDATES]
             rows, cls, conf = rows[top], cls[top], conf[top]

@@ -47,6 +47,7 @@ class RtDetrAdapter(AdapterBase):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
+        classes: np.ndarray | None = None,
     ) -> Detections:
         """Detections of batch item ``item``, in the pixels of the source picture."""
         out = output(self.manifest, outputs, self._output)
@@ -61,7 +62,11 @@ class RtDetrAdapter(AdapterBase):
         scores = pred[:, 4:]
         cls = scores.argmax(axis=1)
         conf = scores[np.arange(len(pred)), cls]
-        rows = np.flatnonzero(conf >= min_score)
+        hit = conf >= min_score
+        if classes is not None:
+            # each query is its best class, as without a subset; queries of others are dropped
+            hit &= np.isin(cls, classes)
+        rows = np.flatnonzero(hit)
         if len(rows) == 0:
             return Detections.empty()
         rows = rows[top_candidates(conf[rows], MAX_DETECTIONS)]

@@ -74,6 +74,24 @@ def best_class_channels_first(
     return anchors, cls, conf.astype(np.float32)
 
 
+def of_classes(
+    classes: np.ndarray | None, anchors: np.ndarray, cls: np.ndarray, conf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates whose best class is one of ``classes`` (None: all of them)."""
+    if classes is None:
+        return anchors, cls, conf
+    keep = np.isin(cls, classes)
+    return anchors[keep], cls[keep], conf[keep]
+
+
+def wanted_rows(rows: np.ndarray, min_score: float, classes: np.ndarray | None) -> np.ndarray:
+    """Which rows of an in-graph NMS output (x1, y1, x2, y2, score, class, …) to keep."""
+    hit = rows[:, 4] >= min_score
+    if classes is not None:
+        hit &= np.isin(np.rint(rows[:, 5]).astype(np.int32), classes)
+    return hit
+
+
 def _detections(
     xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, keep: np.ndarray
 ) -> Detections:
@@ -107,6 +125,7 @@ class YoloV5Adapter(AdapterBase):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
+        classes: np.ndarray | None = None,
     ) -> Detections:
         """Detections of batch item ``item``, in the pixels of the source picture."""
         out = output(self.manifest, outputs, self._output)
@@ -125,7 +144,11 @@ class YoloV5Adapter(AdapterBase):
         cand = pred[rows].astype(np.float32, copy=False)
         cls = cand[:, 5:].argmax(axis=1)
         conf = cand[np.arange(len(cand)), 5 + cls] * cand[:, 4]
-        ok = np.flatnonzero(conf >= min_score)
+        hit = conf >= min_score
+        if classes is not None:
+            # each anchor is its best class, as without a subset; anchors of others are dropped
+            hit &= np.isin(cls, classes)
+        ok = np.flatnonzero(hit)
         ok = ok[top_candidates(conf[ok])]
         if len(ok) == 0:
             return Detections.empty()
@@ -166,6 +189,7 @@ class YoloV8Adapter(AdapterBase):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
+        classes: np.ndarray | None = None,
     ) -> Detections:
         """Detections of batch item ``item``, in the pixels of the source picture."""
         out = output(self.manifest, outputs, self._output)
@@ -178,7 +202,7 @@ class YoloV8Adapter(AdapterBase):
                 out.ndim == 3 and out.shape[2] == 6,
             )
             rows = out[item]
-            rows = rows[rows[:, 4] >= min_score][:MAX_DETECTIONS].astype(np.float32)
+            rows = rows[wanted_rows(rows, min_score, classes)][:MAX_DETECTIONS].astype(np.float32)
             return Detections(
                 xyxy=geometry.to_source(np.ascontiguousarray(rows[:, :4])),
                 score=rows[:, 4].copy(),
@@ -193,6 +217,7 @@ class YoloV8Adapter(AdapterBase):
         )
         pred = out[item]
         anchors, cls, conf = best_class_channels_first(pred[4:], min_score)
+        anchors, cls, conf = of_classes(classes, anchors, cls, conf)
         if len(anchors) == 0:
             return Detections.empty()
         xyxy = geometry.to_source(xywh_to_xyxy(pred[:4, anchors].T))

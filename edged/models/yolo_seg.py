@@ -49,7 +49,9 @@ from edged.models.yolo import (
     MAX_DETECTIONS,
     best_class_channels_first,
     check_shape,
+    of_classes,
     output,
+    wanted_rows,
     xywh_to_xyxy,
 )
 
@@ -79,6 +81,7 @@ class YoloV8SegAdapter(AdapterBase):
         geometry: Geometry,
         min_score: float,
         nms_iou: float,
+        classes: np.ndarray | None = None,
     ) -> Detections:
         """Detections with masks of batch item ``item``, in the pixels of the source picture."""
         out = output(self.manifest, outputs, self._output)
@@ -94,7 +97,7 @@ class YoloV8SegAdapter(AdapterBase):
                 out.ndim == 3 and out.shape[2] == 6 + nm,
             )
             rows = out[item]
-            rows = rows[rows[:, 4] >= min_score][:MAX_DETECTIONS].astype(np.float32)
+            rows = rows[wanted_rows(rows, min_score, classes)][:MAX_DETECTIONS].astype(np.float32)
             xyxy = geometry.to_source(np.ascontiguousarray(rows[:, :4]))
             conf, cls, coeffs = rows[:, 4], np.rint(rows[:, 5]).astype(np.int32), rows[:, 6:]
         else:
@@ -107,6 +110,7 @@ class YoloV8SegAdapter(AdapterBase):
             )
             pred = out[item]
             anchors, cls, conf = best_class_channels_first(pred[4 : 4 + self._nc], min_score)
+            anchors, cls, conf = of_classes(classes, anchors, cls, conf)
             xyxy = geometry.to_source(xywh_to_xyxy(pred[:4, anchors].T))
             keep = nms_per_class(xyxy, conf, cls, nms_iou, MAX_DETECTIONS)
             xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]

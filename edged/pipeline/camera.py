@@ -9,7 +9,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from edged.camera.analytics import CameraAnalytics
+import numpy as np
+
+from edged.camera.analytics import CameraAnalytics, decoded_classes
 from edged.camera.gate import MotionGate
 from edged.config import CameraConfig
 from edged.core.detections import Detections
@@ -30,13 +32,17 @@ log = logging.getLogger(__name__)
 # how many detected frames may wait for a camera's analytics; it is far faster than inference,
 # so this only absorbs jitter
 ANALYTICS_QUEUE = 4
+# the longest a fast file's gate waits for the frames before it to be analysed (a wedged
+# pipeline is the watchdog's to find, not the gate's)
+SETTLE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class CameraStats:
-    """Counters since start: decoded by the source, handed over, detected and analysed,
-    overwritten in the slot before inference took them (``dropped``), not detected because
-    nothing moved or was tracked (``skipped``, motion gating)."""
+    """Counters since start: decoded by the source, handed over (past ``detect_fps`` and
+    the motion gate), detected and analysed, overwritten in the slot before inference took
+    them (``dropped``), not handed over because nothing moved or was tracked (``skipped``,
+    motion gating)."""
 
     decoded: int
     delivered: int
@@ -53,7 +59,7 @@ class CameraProgress:
     processed: int
     delivered: int
     waiting: bool  # a frame sits in the slot or the analytics queue
-    skipped: int = 0  # taken and skipped as still: dealt with, like a processed one
+    skipped: int = 0  # skipped as still by the gate: dealt with, like a processed one
 
 
 class CameraRuntime:
@@ -73,6 +79,9 @@ class CameraRuntime:
         self.config = config
         self.sink = sink
         self.analytics = CameraAnalytics(name, config, detector.labels)
+        self.labels = detector.labels
+        # what a frame taken now is detected with: replaced whole on a reload
+        self._detect = (config.detect, decoded_classes(detector.labels, config))
         self.snapshots = None
         self.seen: tuple[Frame, Detections, PersonMask | None] | None = None
         if config.snapshots is not None:
@@ -81,6 +90,10 @@ class CameraRuntime:
                 name, config.snapshots, detector.labels, sink.publish_image, threshold
             )
         self.slot = FrameSlot(wake, block=not is_live(config.source))
+        # frames handed over that are analysed or lost (their engine run failed): while some
+        # are not, the analytics' busy flag is that of an older frame
+        self._settled = 0
+        self._settle = threading.Condition()
         # when the source entered its current state, and why (for /healthz)
         self.state_since = time.monotonic()
         self.state_reason = ""
@@ -89,6 +102,7 @@ class CameraRuntime:
         self.processed = 0
         self.process_rate = RateMeter()
         self.gate = MotionGate()
+        self.source.admit = self._admit
         # seconds per frame in each stage this camera runs; the source measures its decoding,
         # the gate its motion measure
         stages = [s for s in STAGES if s != "segment" or segmenter is not None]
@@ -106,19 +120,38 @@ class CameraRuntime:
         self.source.start()
 
     def take(self) -> tuple[Frame, DetectRequest] | None:
-        """The frame waiting in the slot, if any and if the motion gate lets it through, with
-        the thresholds it is to be detected with: those of the config running when it was
-        taken (a reload's apply from the next frame taken). A frame the gate skips is taken
-        all the same (counted in ``skipped``), so the newest frame still wins."""
+        """The frame waiting in the slot, if any, with the thresholds it is to be detected
+        with: those of the config running when it was taken (a reload's apply from the next
+        frame taken)."""
         frame = self.slot.take()
         if frame is None:
             return None
-        detect = self.config.detect
-        # the analytics' state after the latest frame they analysed (one may be in flight)
+        detect, classes = self._detect
+        return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou, classes)
+
+    def _admit(self, picture: np.ndarray, media_ts: float) -> bool:
+        """The motion gate, on the source's thread before the frame is converted or handed
+        over: a frame skipped as still costs its decoding and the measure, nothing more. The
+        analytics' state is theirs after the latest frame they analysed (one may be in
+        flight)."""
         analytics = self.analytics
-        if not self.gate.admit(frame, detect.motion, analytics.busy, analytics.region):
-            return None
-        return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou)
+        motion = self.config.detect.motion
+        if motion.enabled and not analytics.busy and self.slot.block:
+            # a file read as fast as it goes: the gate decides with the analytics of every
+            # frame before this one, as on a camera, so its decisions do not depend on how
+            # far decoding ran ahead (no wait while busy: the frames are needed anyway)
+            with self._settle:
+                self._settle.wait_for(
+                    lambda: self._settled >= self.slot.put_count or self.source.stopping,
+                    SETTLE_WAIT_S,
+                )
+        return self.gate.admit(picture, media_ts, motion, analytics.busy, analytics.region)
+
+    def settled(self) -> None:
+        """A frame handed over is analysed, or lost."""
+        with self._settle:
+            self._settled += 1
+            self._settle.notify_all()
 
     def _on_state(self, change: StateChange) -> None:
         self.state_since, self.state_reason = time.monotonic(), change.reason
@@ -163,6 +196,7 @@ class CameraRuntime:
                 self.stages["tracking"].observe(self.analytics.track_s)
                 self.stages["analytics"].observe(t1 - t0 - self.analytics.track_s)
                 self.processed += 1
+                self.settled()
                 self.process_rate.tick()
         except Exception as exc:
             # a broken camera must not take the others down; it is reported and stays stopped
@@ -177,6 +211,7 @@ class CameraRuntime:
         """Take new analytics settings (same source and models): detection thresholds apply
         from the next frame taken, zones, lines, scene and tracker before the next frame's
         analytics."""
+        self._detect = (config.detect, decoded_classes(self.labels, config))
         self.config = config
         with self._lock:
             self._reconfigure = config

@@ -218,6 +218,8 @@ class InferenceWorker:
                     cam.stages["inference"].observe(found.times.inference)
                     cam.stages["postprocess"].observe(found.times.postprocess)
                     cam.queue.put((frame, found.detections))
+                else:
+                    cam.settled()
                 with self.wake:
                     self._returned[key] += 1
                     self.wake.notify_all()

@@ -360,10 +360,11 @@ class RetailShelf:
 
     @property
     def busy(self) -> bool:
-        """A slot settles after motion, holds a new count, or still learns its stocked look:
-        each needs the next still frames, which motion gating would skip."""
+        """A slot settles after motion, holds a new count, has no count yet, or still learns
+        its stocked look: each needs the next still frames, which motion gating would skip."""
         return any(
             self._now < slot.frozen_until
+            or slot.held.state is None
             or slot.held.candidate is not None
             or (slot.method != "detector" and not slot.monitor.learned)
             for slot in self.slots

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+import numpy as np
+
 from edged.config.camera import SourceConfig
 from edged.core import priority
 from edged.core.frame import Frame
@@ -84,6 +86,9 @@ class Source(ABC):
         self.failed: Exception | None = None
         self._seq = 0
         self._streamed = False
+        # the motion gate: given a frame's brightness and stream time, whether it is handed
+        # over; a frame it refuses is never converted to BGR
+        self.admit: Callable[[np.ndarray, float], bool] | None = None
 
     @abstractmethod
     def open(self) -> Capture:
@@ -101,6 +106,11 @@ class Source(ABC):
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        """``stop`` was called."""
+        return self._stop.is_set()
 
     @property
     def alive(self) -> bool:
@@ -205,16 +215,20 @@ class Source(ABC):
                     next_due = media_ts + period
                 else:
                     next_due += period
-            t0 = time.perf_counter()
+            # a frame the gate refuses keeps its number: a gap in ``seq`` is a skipped frame
+            seq, self._seq = self._seq, self._seq + 1
             try:
+                admit = self.admit
+                if admit is not None and not admit(item.brightness(), media_ts):
+                    continue
+                t0 = time.perf_counter()
                 image = item.to_bgr()
             except SourceError as exc:
                 return "broken", str(exc)
             self.decode_latency.observe(item.decode_s + time.perf_counter() - t0)
             frame = Frame(
-                self.camera, self._seq, time.monotonic(), time.time(), media_ts, image, item.pts
+                self.camera, seq, time.monotonic(), time.time(), media_ts, image, item.pts
             )
-            self._seq += 1
             self.slot.put(frame, self._stop)
         return "stopped", "stopped"
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import av
 import av.container
 import av.video
+import numpy as np
 
 from edged.core.redact import redact
 from edged.sources.capture import Capture, Decoded, SourceError
@@ -15,6 +16,26 @@ from edged.sources.capture import Capture, Decoded, SourceError
 # FFmpeg probes 5 s of a stream by default, which makes every RTSP open take ≈ 5.5 s;
 # 0.3 s finds the codec parameters of an H.264 camera and opens in ≈ 0.5 s.
 PROBE = {"analyzeduration": "300000", "probesize": "500000"}
+
+# 8-bit pixel formats whose first plane is the picture's luma at full size
+LUMA_FIRST = frozenset(
+    {
+        "yuv420p",
+        "yuvj420p",
+        "yuv422p",
+        "yuvj422p",
+        "yuv444p",
+        "yuvj444p",
+        "yuv440p",
+        "yuvj440p",
+        "yuv411p",
+        "yuv410p",
+        "nv12",
+        "nv21",
+        "nv16",
+        "gray",
+    }
+)
 
 
 class PyAVCapture(Capture):
@@ -82,10 +103,20 @@ class PyAVCapture(Capture):
             raise SourceError(f"{self._where}: {_describe(exc)}") from None
         frame = self._pending.pop(0)
         pts = None if frame.time is None else frame.time + self.pts_offset
-        return Decoded(pts, lambda: frame.to_ndarray(format="bgr24"), spent)
+        return Decoded(pts, lambda: frame.to_ndarray(format="bgr24"), spent, lambda: luma(frame))
 
     def close(self) -> None:
         self._container.close()
+
+
+def luma(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's luma plane as an H×W view of the decoder's buffer (rows padded to its line
+    size), or None for a format without one."""
+    if frame.format.name not in LUMA_FIRST:
+        return None
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
 
 
 def _describe(exc: av.FFmpegError | OSError) -> str:

@@ -19,7 +19,7 @@ class FrameSlot:
 
     def __init__(self, wake: threading.Condition, block: bool = False) -> None:
         self._wake = wake
-        self._block = block
+        self.block = block
         self._frame: Frame | None = None
         self._closed = False
         self.dropped = 0
@@ -27,7 +27,7 @@ class FrameSlot:
 
     def put(self, frame: Frame, stop: threading.Event) -> None:
         with self._wake:
-            if self._block:
+            if self.block:
                 while self._frame is not None and not self._closed and not stop.is_set():
                     self._wake.wait(0.1)
             elif self._frame is not None:
