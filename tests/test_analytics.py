@@ -372,3 +372,24 @@ def test_a_camera_decodes_its_classes_and_the_ones_its_pictures_blur() -> None:
     assert got.tolist() == [0, 1, 2, 4]  # people are blurred though never tracked
     off = {"privacy": {"blur": "off"}}
     assert decoded_classes(labels, camera(detect=cars, snapshots=off)).tolist() == [2, 4]
+
+
+def test_a_label_change_waits_the_interval_and_one_undone_within_it_is_no_event() -> None:
+    rules = ObjectUpdatesConfig(min_interval_s=1.0, score_gain=None)
+    life = ObjectLifecycle("cam", rules)
+    life.update(frame(0.0, [(7, 10, 10, 0)]), {})
+    # person → car → person within the interval: nothing was sent, nothing is
+    assert life.update(frame(0.3, [(7, 10, 10, 1)]), {}) == []
+    assert life.update(frame(0.6, [(7, 10, 10, 0)]), {}) == []
+    assert life.update(frame(1.2, [(7, 10, 10, 0)]), {}) == []
+    # the interval since the last event has passed: a change goes out at once
+    (ev,) = life.update(frame(1.5, [(7, 10, 10, 1)]), {})
+    assert ev.payload["changed"] == ["label"]
+    assert (ev.payload["before"]["label"], ev.payload["after"]["label"]) == ("person", "car")
+    # within the interval a change waits, and goes out when it has passed if it held
+    assert life.update(frame(1.8, [(7, 10, 10, 0)]), {}) == []
+    (ev,) = life.update(frame(2.5, [(7, 10, 10, 0)]), {})
+    assert ev.payload["changed"] == ["label"] and ev.payload["after"]["label"] == "person"
+    # with a zone change it goes at once
+    (ev,) = life.update(frame(2.6, [(7, 10, 10, 1)]), {7: ("door",)})
+    assert ev.payload["changed"] == ["zones", "label"]

@@ -175,10 +175,32 @@ def test_class_aware_matching(class_aware: bool) -> None:
         assert out.track_id.tolist() == [2]
         assert out.class_id.tolist() == [1]
     else:
+        # one track whatever the class; it keeps its label until the new class leads it
+        # by LABEL_LEAD in summed score: 3 frames of class 0, then 5 of class 1 (4.5 needed)
         assert out.track_id.tolist() == [1]
-        assert out.class_id.tolist() == [1]
-        out = tracker.update(dets([box(100, 100)], classes=[1]), ts=0.4)
-        assert out.track_id.tolist() == [1]
+        assert out.class_id.tolist() == [0]
+        labels = [
+            tracker.update(dets([box(100, 100)], classes=[1]), ts=0.4 + i * 0.1).class_id[0]
+            for i in range(4)
+        ]
+        assert labels == [0, 0, 0, 1]
+
+
+def test_a_label_wavering_between_two_classes_changes_once() -> None:
+    """Raw labels car, truck, car, truck… with car a little more often and more sure: the
+    track's label is car from the first frame and never flips; then the detector turns to
+    truck for good, and the label follows once."""
+    tracker = ByteTracker(TrackerConfig())
+    car, truck = 2, 7
+    raw = [car, truck, car, car, truck, car, truck, car] * 3 + [truck] * 30
+    scores = [0.7 if c == car else 0.6 for c in raw]
+    labels = []
+    for i, (c, sc) in enumerate(zip(raw, scores, strict=True)):
+        out = tracker.update(dets([box(100 + 2 * i, 100)], [sc], classes=[c]), ts=i * 0.1)
+        labels += out.class_id.tolist()
+    changes = [k for k in range(1, len(labels)) if labels[k] != labels[k - 1]]
+    assert labels[0] == car and len(changes) == 1, labels
+    assert labels[-1] == truck
 
 
 def test_class_aware_picks_same_class_among_overlapping() -> None:

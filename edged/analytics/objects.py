@@ -2,8 +2,9 @@
 change, ``end`` when the track ends — each with the object's state as last sent (``before``)
 and now (``after``).
 
-Updates are coalesced per object: a zone or label change is sent at once; a better score (a
-better snapshot) or a heartbeat waits ``min_interval_s`` after the object's previous event.
+Updates are coalesced per object: a zone change is sent at once; a label change (the track's
+voted label, ``edged.tracking``), a better score (a better snapshot) or a heartbeat waits
+``min_interval_s`` after the object's previous event.
 The frame-to-frame jitter of boxes and scores is never an event."""
 
 from __future__ import annotations
@@ -93,15 +94,17 @@ class ObjectLifecycle:
         return events
 
     def _changes(self, sent: _Sent, now: ObjectState, media_ts: float) -> list[str]:
+        r = self.rules
+        soon = media_ts - sent.media_ts < r.min_interval_s
         changed = []
         if now.zones != sent.state.zones:
             changed.append("zones")
-        if now.label != sent.state.label:
+        # a label that changed and changed back within the interval was never an event
+        if now.label != sent.state.label and (changed or not soon):
             changed.append("label")
         if changed:
             return changed
-        r = self.rules
-        if media_ts - sent.media_ts < r.min_interval_s:
+        if soon:
             return []
         if r.score_gain is not None and now.top_score >= sent.state.top_score + r.score_gain:
             return ["score"]

@@ -90,12 +90,15 @@ class HomeAssistantConfig(StrictModel):
 
 
 class ObjectUpdatesConfig(StrictModel):
-    """When an object ``update`` is sent: at once on a zone or label change; on a better
-    score (a better snapshot) or a heartbeat no sooner than ``min_interval_s`` after the
-    object's previous event. Nothing else: no event storms."""
+    """When an object ``update`` is sent: at once on a zone change; on a label change, a
+    better score (a better snapshot) or a heartbeat no sooner than ``min_interval_s`` after
+    the object's previous event. Nothing else: no event storms."""
 
     min_interval_s: float = Field(
-        1.0, le=MAX_DURATION_S, ge=0, description="least time between score updates"
+        1.0,
+        le=MAX_DURATION_S,
+        ge=0,
+        description="least time between label, score and heartbeat updates",
     )
     score_gain: float | None = Field(
         0.1, gt=0, le=1, description="top score risen this much: update (null: never)"

@@ -44,6 +44,12 @@ _TENTATIVE, _TRACKED, _LOST = (int(s) for s in TrackState)
 # the tracker of a camera with no ``tracker:`` section
 DEFAULTS = TrackerConfig()
 
+# a track's label is the class with the most score summed over its matches, and changes only
+# when another class leads it by this factor: a detector that wavers between two classes
+# (car/truck, vase/bottle) moves a track's label once, when the evidence turns, not back and
+# forth with every frame
+LABEL_LEAD = 1.5
+
 
 class ByteTracker:
     """Assigns persistent ids to detections, one ``update`` per frame.
@@ -53,6 +59,9 @@ class ByteTracker:
     ``score >= new_track_thresh`` start tentative tracks. A track is confirmed, and gets an
     id, after ``min_hits`` matched frames; a lost track is kept ``lost_track_buffer_s``
     seconds. With ``class_aware`` a detection only matches tracks of its class.
+
+    The detections reported carry their track's label (``LABEL_LEAD``), not their own
+    class of the frame.
     """
 
     def __init__(
@@ -69,7 +78,8 @@ class ByteTracker:
         # covariance as four decoupled 2×2 blocks per track (kalman.initiate_blocks)
         self._var = np.zeros((0, 3, 4))
         self._id = np.zeros(0, np.int64)  # 0 until the track is confirmed
-        self._class = np.zeros(0, np.int32)
+        self._class = np.zeros(0, np.int32)  # the track's label
+        self._votes = np.zeros((0, 1), np.float32)  # score summed per class, per track
         self._hits = np.zeros(0, np.int64)
         self._state = np.zeros(0, np.int8)
         self._last_seen = np.zeros(0, np.float64)
@@ -150,7 +160,7 @@ class ByteTracker:
             )
             self._hits[t] += 1
             self._last_seen[t] = ts
-            self._class[t] = detections.class_id[matched_dets]
+            self._vote(t, detections.class_id[matched_dets], score[matched_dets])
 
         confirmed = ~tentative
         state[confirmed & track_matched] = _TRACKED
@@ -175,11 +185,28 @@ class ByteTracker:
         reported = track_id > 0
         out = detections[reported]
         out.track_id = track_id[reported]
+        out.class_id = self._class[det_track[reported]]
 
         if not survivors.all():
             self._keep(survivors)
         self._remove_expired(ts)
         return out
+
+    def _vote(self, tracks: np.ndarray, cls: np.ndarray, score: np.ndarray) -> None:
+        """Add each matched detection's score to its class's votes on its track (each track
+        once per frame); a label changes where another class leads by ``LABEL_LEAD``."""
+        self._grow_votes(int(cls.max()) + 1)
+        self._votes[tracks, cls] += score
+        votes = self._votes[tracks]
+        leader = votes.argmax(axis=1).astype(np.int32)
+        current = votes[np.arange(len(tracks)), self._class[tracks]]
+        lead = votes[np.arange(len(tracks)), leader] >= LABEL_LEAD * current
+        self._class[tracks[lead]] = leader[lead]
+
+    def _grow_votes(self, classes: int) -> None:
+        if classes > self._votes.shape[1]:
+            extra = np.zeros((len(self._votes), classes - self._votes.shape[1]), np.float32)
+            self._votes = np.concatenate([self._votes, extra], axis=1)
 
     def _start(self, detections: Detections, ts: float) -> None:
         """Append one tentative track per detection."""
@@ -188,7 +215,12 @@ class ByteTracker:
         self._mean = np.concatenate([self._mean, mean])
         self._var = np.concatenate([self._var, var])
         self._id = np.concatenate([self._id, np.zeros(n, np.int64)])
-        self._class = np.concatenate([self._class, detections.class_id.astype(np.int32)])
+        cls = detections.class_id.astype(np.int32)
+        self._class = np.concatenate([self._class, cls])
+        self._grow_votes(int(cls.max()) + 1)
+        votes = np.zeros((n, self._votes.shape[1]), np.float32)
+        votes[np.arange(n), cls] = detections.score
+        self._votes = np.concatenate([self._votes, votes])
         self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
         self._state = np.concatenate([self._state, np.full(n, _TENTATIVE, np.int8)])
         self._last_seen = np.concatenate([self._last_seen, np.full(n, ts)])
@@ -200,6 +232,7 @@ class ByteTracker:
         self._var = self._var[keep]
         self._id = self._id[keep]
         self._class = self._class[keep]
+        self._votes = self._votes[keep]
         self._hits = self._hits[keep]
         self._state = self._state[keep]
         self._last_seen = self._last_seen[keep]
