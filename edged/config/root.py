@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, PrivateAttr
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from edged.config.base import NAME, PositiveSeconds, StrictModel, topic_level_names
 from edged.config.camera import CameraConfig
+from edged.config.class_groups import DEFAULT_GROUPS, check_groups, expand_classes
 from edged.config.events import (
     DebugViewConfig,
     HomeAssistantConfig,
@@ -32,10 +33,26 @@ class Config(StrictModel):
     debug_view: DebugViewConfig | None = Field(None, description="absent: no debug view")
     stats_interval_s: PositiveSeconds = Field(60.0, description="how often to publish stats")
     service: ServiceConfig = ServiceConfig()
+    class_groups: Annotated[dict[str, list[str]], AfterValidator(check_groups)] = Field(
+        default_factory=dict,
+        description="names for several labels, usable in any classes list (shipped: vehicle)",
+    )
     models: Annotated[dict[str, ModelConfig], AfterValidator(topic_level_names)]
     cameras: Annotated[dict[str, CameraConfig], AfterValidator(topic_level_names)]
     # where each value came from (file:line:col), filled by the loader for later errors
     _places: dict[Loc, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_groups(cls, data: Any) -> Any:
+        """Group names in the cameras' ``classes`` lists become their labels (a malformed
+        ``class_groups`` is left for its own validation to report)."""
+        if not isinstance(data, dict) or "cameras" not in data:
+            return data
+        groups = data.get("class_groups") or {}
+        if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+            return data
+        return {**data, "cameras": expand_classes(data["cameras"], {**DEFAULT_GROUPS, **groups})}
 
     def reference_errors(self) -> list[tuple[Loc, str]]:
         """Errors that span sections (a camera naming a model that isn't defined)."""
