@@ -38,7 +38,14 @@ from typing import Any
 
 from benchmarks import mot15
 from benchmarks import tracking as T
-from edged.config.camera import DetectConfig, MotionConfig, TrackerConfig
+from edged.config.camera import (
+    DEFAULT_MIN_SCORE,
+    HIGH_OVER_FLOOR,
+    NEW_OVER_FLOOR,
+    MotionConfig,
+    TrackerConfig,
+)
+from edged.models.manifest import load_manifest
 from edged.tracking import Association
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
@@ -53,17 +60,22 @@ def daemon_params() -> TrackerConfig:
 
 
 def peer_like(params: TrackerConfig) -> dict[str, Any]:
-    """The peer's arguments that mean what edged's settings mean."""
+    """The peer's arguments that mean what edged's settings mean (for people: thresholds that
+    follow the person floor are resolved at it)."""
+    floor = daemon_min_score()
+    high = HIGH_OVER_FLOOR * floor if params.high_thresh is None else params.high_thresh
+    new = NEW_OVER_FLOOR * floor if params.new_track_thresh is None else params.new_track_thresh
     return {
         "lost_track_buffer": round(params.lost_track_buffer_s * 30),
-        "high_conf_det_threshold": params.high_thresh,
-        "track_activation_threshold": params.new_track_thresh,
+        "high_conf_det_threshold": high,
+        "track_activation_threshold": new,
         "minimum_consecutive_frames": params.min_hits,
     }
 
 
 def daemon_min_score() -> float:
-    return float(DetectConfig.model_fields["min_score"].default)
+    """The floor a default camera detects people with: the shipped model's for person."""
+    return load_manifest(T.MODEL).min_scores.get("person", DEFAULT_MIN_SCORE)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_plan_of_an_equal_config_does_nothing(tmp_path: Path) -> None:
     old = base()
     new = base()
     # written differently, equal in value
-    new["cameras"]["a"]["detect"]["min_score"] = 0.35
+    new["cameras"]["a"]["detect"]["nms_iou"] = 0.5
     actions = plan(config(tmp_path, old), config(tmp_path, new))
     assert actions.summary() == "no changes"
 

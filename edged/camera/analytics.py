@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from shapely.geometry import LineString
@@ -13,9 +14,11 @@ from edged.analytics.alerts import Alerts
 from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.motion import Region
 from edged.analytics.objects import ObjectLifecycle
+from edged.analytics.same_object import merge_same_object, same_object_map
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
-from edged.config.camera import CameraConfig, LineConfig, ZoneConfig
+from edged.camera.thresholds import class_floors
+from edged.config.camera import CameraConfig, DetectConfig, LineConfig, ZoneConfig
 from edged.config.errors import FieldError
 from edged.config.geometry import line_misses, polygon_misses, to_pixels
 from edged.core.detections import Detections, class_ids
@@ -27,6 +30,23 @@ from edged.scenes.registry import make_scene
 from edged.tracking import ByteTracker
 
 log = logging.getLogger(__name__)
+
+
+def of_size(detections: Detections, detect: DetectConfig, frame: Frame) -> Detections:
+    """The detections whose box area lies within ``min_area``/``max_area`` (pixels², or a
+    share of the picture for values ≤ 1)."""
+    low, high = detect.min_area, detect.max_area
+    if (low is None and high is None) or not len(detections):
+        return detections
+    picture = float(frame.width * frame.height)
+    wh = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
+    area = wh[:, 0] * wh[:, 1]
+    keep = np.ones(len(detections), bool)
+    if low is not None:
+        keep &= area >= (low * picture if low <= 1 else low)
+    if high is not None:
+        keep &= area <= (high * picture if high <= 1 else high)
+    return detections if keep.all() else detections[keep]
 
 
 def decoded_classes(labels: list[str], config: CameraConfig) -> np.ndarray | None:
@@ -46,16 +66,25 @@ class CameraAnalytics:
     """Turns each frame's detections into events. Geometry written relative (0–1) is placed
     in pixels when the first frame shows the picture's size."""
 
-    def __init__(self, camera: str, config: CameraConfig, labels: list[str]) -> None:
+    def __init__(
+        self,
+        camera: str,
+        config: CameraConfig,
+        labels: list[str],
+        model_floors: Mapping[str, float] | None = None,
+    ) -> None:
         self.camera = camera
         self.config = config
         self.labels = labels
+        self.model_floors = dict(model_floors or {})
         self.check_geometry()
         self.keep = class_ids(labels, config.detect.classes)
+        self.same = same_object_map(labels, config.detect.same_object)
         self._start_tracking()
 
     def _start_tracking(self) -> None:
-        self.tracker = ByteTracker(self.config.tracker)
+        floors = class_floors(self.labels, self.config.detect, self.model_floors)
+        self.tracker = ByteTracker(self.config.tracker, floors=floors)
         self.lifecycle = ObjectLifecycle(self.camera, self.config.updates)
         self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
@@ -91,6 +120,14 @@ class CameraAnalytics:
             class_ids(self.labels, self.config.detect.classes)
         except ValueError as exc:
             raise FieldError((*base, "detect", "classes"), str(exc)) from None
+        try:
+            same_object_map(self.labels, self.config.detect.same_object)
+        except ValueError as exc:
+            raise FieldError((*base, "detect", "same_object"), str(exc)) from None
+        try:
+            class_floors(self.labels, self.config.detect, self.model_floors)
+        except ValueError as exc:
+            raise FieldError((*base, "detect", "min_scores"), str(exc)) from None
         if self.config.snapshots is not None:
             try:
                 class_ids(self.labels, self.config.snapshots.privacy.classes)
@@ -180,7 +217,8 @@ class CameraAnalytics:
     ) -> list[Event]:
         if self._size != (frame.width, frame.height):
             self._place(frame.width, frame.height)
-        detections = detections.of_classes(self.keep)
+        detections = of_size(detections.of_classes(self.keep), self.config.detect, frame)
+        detections = merge_same_object(detections, self.same, self.config.detect.nms_iou)
         t0 = time.perf_counter()
         objects = self.tracker.update(detections, frame.media_ts)
         self.track_s = time.perf_counter() - t0
@@ -264,9 +302,13 @@ class CameraAnalytics:
             events = self.finish()
             self.config = config
             self.keep = class_ids(self.labels, config.detect.classes)
+            self.same = same_object_map(self.labels, config.detect.same_object)
             self._start_tracking()
             return events
         self.keep = class_ids(self.labels, config.detect.classes)
+        self.same = same_object_map(self.labels, config.detect.same_object)
+        # new floors move the thresholds the tracker's follow, its tracks kept
+        self.tracker.floors = class_floors(self.labels, config.detect, self.model_floors)
         self.lifecycle.rules = config.updates
         if self._size is None or self.latest is None:
             self._size = None  # placed with the new settings on the next frame

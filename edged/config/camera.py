@@ -117,20 +117,61 @@ class MotionConfig(StrictModel):
     )
 
 
+# what a label with no floor in its model's manifest is detected with by default; MOT15's
+# people with the shipped NanoDet (benchmarks/eval_mot.py)
+DEFAULT_MIN_SCORE = 0.35
+# tracker thresholds that follow a detection's floor: the ratios of ByteTrack's settings to
+# the floor that MOT15 was tuned at (0.5 and 0.6 over 0.35)
+HIGH_OVER_FLOOR = 0.5 / DEFAULT_MIN_SCORE
+NEW_OVER_FLOOR = 0.6 / DEFAULT_MIN_SCORE
+
+
 class DetectConfig(StrictModel):
     model: str
     classes: list[str] | None = Field(None, description="labels to keep; all when absent")
-    min_score: float = Field(0.35, ge=0.0, le=1.0)
+    min_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the least score kept, every class (default: the model's floor per label, "
+        f"{DEFAULT_MIN_SCORE} for labels it has none for)",
+    )
+    min_scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="per label: the least score kept, over min_score"
+    )
+    min_area: float | None = Field(
+        None, ge=0.0, description="the least box area kept (pixels², or a share of the picture ≤ 1)"
+    )
+    max_area: float | None = Field(
+        None, gt=0.0, description="the largest box area kept (pixels², or a share ≤ 1)"
+    )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    same_object: list[list[str]] | None = Field(
+        None,
+        description="labels the detector gives one object by turns (car and truck): their boxes "
+        "overlapping by nms_iou are one, the best kept (default: the vehicle group's labels "
+        "the model knows; [] never)",
+    )
     motion: MotionConfig = Field(
         MotionConfig(), description="motion gating of the detector (enabled: false: every frame)"
     )
 
 
 class TrackerConfig(StrictModel):
-    high_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    high_thresh: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=f"first-stage score (default: {HIGH_OVER_FLOOR:.3g} × the detection's floor)",
+    )
     low_thresh: float = Field(0.1, ge=0.0, le=1.0)
-    new_track_thresh: float = Field(0.6, ge=0.0, le=1.0)
+    new_track_thresh: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=f"score to start a track (default: {NEW_OVER_FLOOR:.3g} × the detection's "
+        "floor)",
+    )
     min_hits: int = Field(2, ge=1)
     # 2 s and 0.1 were chosen on MOT15 (benchmarks/eval_mot.py): at 7–25 fps people pass
     # behind each other for over a second, and a stricter first match breaks their tracks.
@@ -142,7 +183,7 @@ class TrackerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> TrackerConfig:
-        if self.low_thresh > self.high_thresh:
+        if self.high_thresh is not None and self.low_thresh > self.high_thresh:
             raise ValueError("low_thresh must not exceed high_thresh")
         return self
 

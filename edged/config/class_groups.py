@@ -30,17 +30,19 @@ def check_groups(groups: Mapping[str, list[str]]) -> dict[str, list[str]]:
 
 
 def expand_classes(data: Any, groups: Mapping[str, list[str]]) -> Any:
-    """``data`` (a raw config section) with the group names in every ``classes`` list replaced
-    by their labels, in order, each label once; the input is not changed."""
+    """``data`` (a raw config section) with the group names in every ``classes`` list (and
+    each list of ``same_object``) replaced by their labels, in order, each label once; the
+    input is not changed."""
     if isinstance(data, dict):
-        return {
-            key: (
-                _expand(value, groups)
-                if key == "classes" and isinstance(value, list)
-                else expand_classes(value, groups)
-            )
-            for key, value in data.items()
-        }
+        out = {}
+        for key, value in data.items():
+            if key == "classes" and isinstance(value, list):
+                out[key] = _expand(value, groups)
+            elif key == "same_object" and isinstance(value, list):
+                out[key] = [_expand(v, groups) if isinstance(v, list) else v for v in value]
+            else:
+                out[key] = expand_classes(value, groups)
+        return out
     if isinstance(data, list):
         return [expand_classes(item, groups) for item in data]
     return data

@@ -45,6 +45,7 @@ class DetectRequest:
     min_score: float
     nms_iou: float
     classes: np.ndarray | None = None  # sorted class ids to decode; None: every class
+    floors: np.ndarray | None = None  # per class id, a least score over min_score
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,8 @@ class Detector:
                 found = self.adapter.postprocess(
                     outputs, i, geometry[i], r.min_score, r.nms_iou, r.classes
                 )
+                if r.floors is not None and len(found):
+                    found = found[found.score >= r.floors[found.class_id]]
                 took = StageTimes(preprocess[i], inference, clock() - t0)
                 results[k] = Detected(found, took)
         return [results[k] for k in range(len(requests))]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from edged.config.base import StrictModel
 from edged.core.files import sha256_of
@@ -72,6 +72,18 @@ class Manifest(StrictModel):
     input: InputSpec
     decode: dict[str, Any] = Field(default_factory=dict)
     labels: list[Annotated[str, AfterValidator(_label)]] = Field(min_length=1)
+    min_scores: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=dict,
+        description="per label, the detection floor a camera gets by default (measured: how "
+        "is in `measured`); labels not named get detect.min_score's default",
+    )
+
+    @model_validator(mode="after")
+    def _floors_of_labels(self) -> Manifest:
+        unknown = sorted(set(self.min_scores) - set(self.labels))
+        if unknown:
+            raise ValueError(f"min_scores names labels the model does not have: {unknown}")
+        return self
 
 
 def _message(error: Any) -> str:

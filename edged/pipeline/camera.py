@@ -13,6 +13,7 @@ import numpy as np
 
 from edged.camera.analytics import CameraAnalytics, decoded_classes
 from edged.camera.gate import MotionGate
+from edged.camera.thresholds import class_floors
 from edged.config import CameraConfig
 from edged.core.detections import Detections
 from edged.core.frame import Frame
@@ -78,10 +79,11 @@ class CameraRuntime:
         self.segmenter = segmenter
         self.config = config
         self.sink = sink
-        self.analytics = CameraAnalytics(name, config, detector.labels)
+        self.model_floors = detector.manifest.min_scores
+        self.analytics = CameraAnalytics(name, config, detector.labels, self.model_floors)
         self.labels = detector.labels
         # what a frame taken now is detected with: replaced whole on a reload
-        self._detect = (config.detect, decoded_classes(detector.labels, config))
+        self._detect = self._request_settings(config)
         self.snapshots = None
         self.seen: tuple[Frame, Detections, PersonMask | None] | None = None
         if config.snapshots is not None:
@@ -126,8 +128,17 @@ class CameraRuntime:
         frame = self.slot.take()
         if frame is None:
             return None
-        detect, classes = self._detect
-        return frame, DetectRequest(frame.image, detect.min_score, detect.nms_iou, classes)
+        nms_iou, classes, least, floors = self._detect
+        return frame, DetectRequest(frame.image, least, nms_iou, classes, floors)
+
+    def _request_settings(
+        self, config: CameraConfig
+    ) -> tuple[float, np.ndarray | None, float, np.ndarray]:
+        """NMS IoU, the classes decoded, the least floor among them, the floor per class."""
+        classes = decoded_classes(self.labels, config)
+        floors = class_floors(self.labels, config.detect, self.model_floors)
+        least = float(floors.min() if classes is None else floors[classes].min())
+        return config.detect.nms_iou, classes, least, floors
 
     def _admit(self, picture: np.ndarray, media_ts: float) -> bool:
         """The motion gate, on the source's thread before the frame is converted or handed
@@ -211,7 +222,7 @@ class CameraRuntime:
         """Take new analytics settings (same source and models): detection thresholds apply
         from the next frame taken, zones, lines, scene and tracker before the next frame's
         analytics."""
-        self._detect = (config.detect, decoded_classes(self.labels, config))
+        self._detect = self._request_settings(config)
         self.config = config
         with self._lock:
             self._reconfigure = config

@@ -27,6 +27,7 @@ def model_problems(config: Config) -> list[str]:
 
     problems: list[FieldError] = []
     labels: dict[str, list[str]] = {}
+    floors: dict[str, dict[str, float]] = {}
     families: dict[str, str] = {}
     for name, model in config.models.items():
         try:
@@ -35,6 +36,7 @@ def model_problems(config: Config) -> list[str]:
             problems.append(FieldError(("models", name, "path"), str(exc)))
             continue
         labels[name], families[name] = manifest.labels, manifest.family
+        floors[name] = manifest.min_scores
     for name, cam in config.cameras.items():
         used: list[tuple[str, str, Collection[str]]] = [("detect", cam.detect.model, ADAPTERS)]
         if cam.segment is not None:
@@ -51,7 +53,7 @@ def model_problems(config: Config) -> list[str]:
     for name, cam in config.cameras.items():
         if cam.detect.model in labels:
             try:
-                CameraAnalytics(name, cam, labels[cam.detect.model])
+                CameraAnalytics(name, cam, labels[cam.detect.model], floors[cam.detect.model])
             except FieldError as exc:
                 problems.append(exc)
     return [f"{place_of(config, p.loc)}: {p}" for p in problems]

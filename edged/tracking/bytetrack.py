@@ -7,7 +7,12 @@ from enum import IntEnum
 
 import numpy as np
 
-from edged.config.camera import TrackerConfig
+from edged.config.camera import (
+    DEFAULT_MIN_SCORE,
+    HIGH_OVER_FLOOR,
+    NEW_OVER_FLOOR,
+    TrackerConfig,
+)
 from edged.core.boxes import iou_matrix
 from edged.core.detections import Detections
 from edged.tracking import kalman
@@ -65,10 +70,15 @@ class ByteTracker:
     """
 
     def __init__(
-        self, config: TrackerConfig = DEFAULTS, association: Association = Association()
+        self,
+        config: TrackerConfig = DEFAULTS,
+        association: Association = Association(),
+        floors: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.association = association
+        # per class id: the detection floor the default thresholds follow (None: one floor)
+        self.floors = floors
         self._next_id = 1
         self.reset()
 
@@ -120,7 +130,8 @@ class ByteTracker:
         det_track = np.full(len(detections), -1, np.intp)
         track_matched = np.zeros(n_tracks, bool)
         score = detections.score
-        high = score >= p.high_thresh
+        high_thresh, new_thresh = self._thresholds(detections.class_id)
+        high = score >= high_thresh
         low = (score >= p.low_thresh) & ~high
         # One IoU matrix for all stages: each stage takes its rows and columns of it.
         iou = iou_matrix(kalman.xyah_to_xyxy(self._mean[:, :4]), detections.xyxy)
@@ -167,7 +178,7 @@ class ByteTracker:
         state[confirmed & ~track_matched] = _LOST
         survivors = confirmed | track_matched
 
-        new = np.flatnonzero(high & (det_track < 0) & (score >= p.new_track_thresh))
+        new = np.flatnonzero(high & (det_track < 0) & (score >= new_thresh))
         if len(new):
             det_track[new] = n_tracks + np.arange(len(new))
             self._start(detections[new], ts)
@@ -191,6 +202,22 @@ class ByteTracker:
             self._keep(survivors)
         self._remove_expired(ts)
         return out
+
+    def _thresholds(self, class_id: np.ndarray) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """The first-stage and new-track thresholds, per detection: as set, or following the
+        detection's class floor (``HIGH_OVER_FLOOR``, ``NEW_OVER_FLOOR``), so that a class the
+        model scores low is tracked as surely as one it scores high."""
+        p = self.config
+        floor: np.ndarray | float = (
+            DEFAULT_MIN_SCORE if self.floors is None else self.floors[class_id]
+        )
+        high = np.minimum(HIGH_OVER_FLOOR * floor, 1.0) if p.high_thresh is None else p.high_thresh
+        new = (
+            np.minimum(NEW_OVER_FLOOR * floor, 1.0)
+            if p.new_track_thresh is None
+            else p.new_track_thresh
+        )
+        return high, new
 
     def _vote(self, tracks: np.ndarray, cls: np.ndarray, score: np.ndarray) -> None:
         """Add each matched detection's score to its class's votes on its track (each track
