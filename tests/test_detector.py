@@ -9,7 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from shapely.geometry import box
 
+from edged.analytics.motion import Region
+from edged.camera.crops import detect_crops
+from edged.config.camera import DetectConfig
 from edged.config.model import ModelConfig
 from edged.core.files import sha256_of
 from edged.engines.base import EngineError
@@ -232,3 +236,40 @@ def test_decoding_only_some_classes_gives_the_full_decode_filtered(detector: Det
             np.testing.assert_array_equal(b.detections.score, kept.score)
             np.testing.assert_array_equal(b.detections.class_id, kept.class_id)
         assert others > 0, f"{names}: nothing else was found, the subset was not put to test"
+
+
+def test_tiles_and_a_region_find_the_people_the_whole_frame_finds(
+    detector: Detector, first_frame: np.ndarray
+) -> None:
+    h, w = first_frame.shape[:2]
+    around = Region((w, h), (box(240, 150, 690, 330),))
+    person = detector.labels.index("person")
+    for detect in (
+        DetectConfig(model="coco", tiles=(2, 2)),
+        DetectConfig(model="coco", region="roi"),
+        DetectConfig(model="coco", region="roi", tiles=(2, 1)),
+    ):
+        crops = detect_crops(w, h, around, detect)
+        assert crops is not None
+        request = DetectRequest(first_frame, 0.35, 0.5, crops=crops)
+        dets = detector.detect([request])[0].detections
+        people = dets[dets.class_id == person]
+        overlap = iou(FIRST_FRAME_PEOPLE, people.xyxy)
+        assert overlap.max(axis=1).min() >= 0.5, (detect.tiles, detect.region, overlap)
+        # merged across tiles: no person found twice
+        assert (iou(people.xyxy, people.xyxy) > 0.5).sum(axis=1).max() == 1
+
+
+def test_crops_cover_the_region_with_overlapping_tiles() -> None:
+    region = Region((800, 600), (box(100, 200, 300, 260), box(500, 100, 700, 150)))
+    assert detect_crops(800, 600, region, DetectConfig(model="m")) is None
+    at_roi = DetectConfig(model="m", region="roi", roi_margin=0.0)
+    # the box around the shapes, widened to the input's shape where the picture allows
+    assert detect_crops(800, 600, region, at_roi, aspect=600 / 160) == ((100, 100, 700, 260),)
+    assert detect_crops(800, 600, region, at_roi) == ((100, 0, 700, 600),)  # square input
+    assert detect_crops(800, 600, region, at_roi, aspect=6.0) == ((0, 100, 800, 260),)
+    tiles = detect_crops(800, 600, None, DetectConfig(model="m", tiles=(2, 1), tile_overlap=0.1))
+    assert tiles == ((0, 0, 440, 600), (360, 0, 800, 600))
+    # a region placed for another picture size is not used
+    other = detect_crops(1280, 720, region, DetectConfig(model="m", region="roi"))
+    assert other is None

@@ -146,6 +146,20 @@ class DetectConfig(StrictModel):
         None, gt=0.0, description="the largest box area kept (pixels², or a share ≤ 1)"
     )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    region: Literal["full", "roi"] = Field(
+        "full",
+        description="roi: detect in the box around the zones, lines and scene areas (plus "
+        "roi_margin) at the model's full input size; full: the whole picture",
+    )
+    roi_margin: float = Field(0.05, ge=0.0, le=1.0, description="share of the picture diagonal")
+    tiles: tuple[Annotated[int, Field(ge=1, le=4)], Annotated[int, Field(ge=1, le=4)]] = Field(
+        (1, 1),
+        description="columns × rows the picture (or region) is cut into, each a model input, "
+        "merged by NMS (one batched run where the model takes a batch)",
+    )
+    tile_overlap: float = Field(
+        0.15, ge=0.0, lt=1.0, description="how far tiles reach into their neighbours (share)"
+    )
     same_object: list[list[str]] | None = Field(
         None,
         description="labels the detector gives one object by turns (car and truck): their boxes "

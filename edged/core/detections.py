@@ -47,6 +47,21 @@ class Detections:
             class_id=np.zeros(0, np.int32),
         )
 
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        """One set from several (of one picture; track ids dropped); masks kept when every
+        non-empty part has them."""
+        full = [p for p in parts if len(p)]
+        if not full:
+            return cls.empty()
+        masks = [p.mask for p in full if p.mask is not None]
+        return cls(
+            xyxy=np.concatenate([p.xyxy for p in full]),
+            score=np.concatenate([p.score for p in full]),
+            class_id=np.concatenate([p.class_id for p in full]),
+            mask=np.concatenate(masks) if len(masks) == len(full) else None,
+        )
+
     def __len__(self) -> int:
         return len(self.xyxy)
 

@@ -46,6 +46,9 @@ class DetectRequest:
     nms_iou: float
     classes: np.ndarray | None = None  # sorted class ids to decode; None: every class
     floors: np.ndarray | None = None  # per class id, a least score over min_score
+    # parts of the image (x0, y0, x1, y1 pixels) detected each at the model's input size,
+    # instead of the whole image (``edged.camera.crops``)
+    crops: tuple[tuple[int, int, int, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,39 +107,55 @@ class Detector:
         return self.manifest.labels
 
     def detect(self, requests: Sequence[DetectRequest]) -> list[Detected]:
-        """Detections for each image, with its own thresholds, in the order asked."""
-        results: dict[int, Detected] = {}
+        """Detections for each image, with its own thresholds, in the order asked. An image
+        with ``crops`` is detected in each crop at the model's full input size (the crops of
+        all images in as few runs as the batch allows), and the crops' boxes are merged by
+        class-aware NMS."""
+        parts: list[tuple[int, np.ndarray, tuple[int, int]]] = []  # request, picture, offset
+        for k, r in enumerate(requests):
+            if r.crops is None:
+                parts.append((k, r.image, (0, 0)))
+            else:
+                parts += [(k, r.image[y0:y1, x0:x1], (x0, y0)) for x0, y0, x1, y1 in r.crops]
+        found: list[list[Detections]] = [[] for _ in requests]
+        times: list[list[StageTimes]] = [[] for _ in requests]
         clock = time.perf_counter
-        for chunk in self._chunks([r.image for r in requests]):
+        for chunk in self._chunks([p[1] for p in parts]):
             preprocess: list[float] = []
             if self.graph_input is None:
                 geometry = []
-                for i, k in enumerate(chunk):
+                for i, n in enumerate(chunk):
                     t0 = clock()
-                    geometry.append(self.adapter.preprocess(requests[k].image, self._batch[i]))
+                    geometry.append(self.adapter.preprocess(parts[n][1], self._batch[i]))
                     preprocess.append(clock() - t0)
                 feeds = {self.adapter.input_name: self._batch[: len(chunk)]}
             else:
                 t0 = clock()
-                h, w = requests[chunk[0]].image.shape[:2]
+                h, w = parts[chunk[0]][1].shape[:2]
                 geometry = [place(self.manifest.input, w, h)] * len(chunk)
-                feeds = {self.graph_input: np.stack([requests[k].image for k in chunk])}
+                feeds = {self.graph_input: np.stack([parts[n][1] for n in chunk])}
                 # the engine resizes the whole chunk at once: each image gets its share
                 preprocess = [(clock() - t0) / len(chunk)] * len(chunk)
             t0 = clock()
             outputs = self.engine.run(feeds)
             inference = clock() - t0
-            for i, k in enumerate(chunk):
+            for i, n in enumerate(chunk):
+                k, _, offset = parts[n]
                 r = requests[k]
                 t0 = clock()
-                found = self.adapter.postprocess(
+                dets = self.adapter.postprocess(
                     outputs, i, geometry[i], r.min_score, r.nms_iou, r.classes
                 )
-                if r.floors is not None and len(found):
-                    found = found[found.score >= r.floors[found.class_id]]
-                took = StageTimes(preprocess[i], inference, clock() - t0)
-                results[k] = Detected(found, took)
-        return [results[k] for k in range(len(requests))]
+                if r.floors is not None and len(dets):
+                    dets = dets[dets.score >= r.floors[dets.class_id]]
+                if r.crops is not None:
+                    dets = in_picture(dets, offset, r.image.shape[:2])
+                found[k].append(dets)
+                times[k].append(StageTimes(preprocess[i], inference, clock() - t0))
+        return [
+            Detected(merged(found[k], requests[k].nms_iou), summed(times[k]))
+            for k in range(len(requests))
+        ]
 
     def _chunks(self, images: list[np.ndarray]) -> list[list[int]]:
         """Indices per engine run: up to ``max_batch``; of one picture size on a graph."""
@@ -149,6 +168,69 @@ class Detector:
             for idx in groups.values()
             for i in range(0, len(idx), self.max_batch)
         ]
+
+
+# of two boxes from neighbouring crops, the smaller lying this much inside the other is a part
+# of the same object
+CUT_IOS = 0.6
+
+
+def in_picture(dets: Detections, offset: tuple[int, int], shape: tuple[int, ...]) -> Detections:
+    """A crop's detections in the whole picture's pixels (masks placed in a picture-sized
+    canvas)."""
+    x0, y0 = offset
+    xyxy = dets.xyxy + np.array([x0, y0, x0, y0], np.float32)
+    mask = None
+    if dets.mask is not None:
+        h, w = dets.mask.shape[1:]
+        mask = np.zeros((len(dets), shape[0], shape[1]), bool)
+        mask[:, y0 : y0 + h, x0 : x0 + w] = dets.mask
+    return Detections(xyxy=xyxy, score=dets.score, class_id=dets.class_id, mask=mask)
+
+
+def merged(parts: list[Detections], nms_iou: float) -> Detections:
+    """One picture's detections from its crops, best first: of two boxes of one class, the
+    worse goes when they overlap by more than ``nms_iou`` (IoU), or when they come from
+    different crops and the smaller lies mostly inside the other (``CUT_IOS``: an object
+    cut by a crop's edge is a part box in one crop and a whole one in the next)."""
+    if len(parts) == 1:
+        return parts[0]
+    every = Detections.concat(parts)
+    n = len(every)
+    if n < 2:
+        return every
+    crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    x, cls = every.xyxy, every.class_id
+    area = (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+    alive = np.ones(n, bool)
+    keep = []
+    for i in np.argsort(-every.score, kind="stable"):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        alive[i] = False
+        rest = np.flatnonzero(alive & (cls == cls[i]))
+        if not len(rest):
+            continue
+        lt = np.maximum(x[i, :2], x[rest, :2])
+        rb = np.minimum(x[i, 2:], x[rest, 2:])
+        inter = np.prod(np.clip(rb - lt, 0.0, None), axis=1)
+        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        ios = inter / np.maximum(np.minimum(area[i], area[rest]), 1e-9)
+        alive[rest[(iou > nms_iou) | ((crop[rest] != crop[i]) & (ios > CUT_IOS))]] = False
+    return every[np.array(keep)]
+
+
+def summed(times: list[StageTimes]) -> StageTimes:
+    """An image's stage times over its crops (each crop's run counted once per crop: the
+    runs it shared are shared by the images batched with it)."""
+    if len(times) == 1:
+        return times[0]
+    return StageTimes(
+        sum(t.preprocess for t in times),
+        sum(t.inference for t in times),
+        sum(t.postprocess for t in times),
+    )
 
 
 def resolved_backend(config: ModelConfig) -> str:

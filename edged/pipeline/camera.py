@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edged.camera.analytics import CameraAnalytics, decoded_classes
+from edged.camera.crops import detect_crops
 from edged.camera.gate import MotionGate
 from edged.camera.thresholds import class_floors
 from edged.config import CameraConfig
@@ -80,6 +81,8 @@ class CameraRuntime:
         self.config = config
         self.sink = sink
         self.model_floors = detector.manifest.min_scores
+        in_w, in_h = detector.manifest.input.size
+        self.input_aspect = in_w / in_h
         self.analytics = CameraAnalytics(name, config, detector.labels, self.model_floors)
         self.labels = detector.labels
         # what a frame taken now is detected with: replaced whole on a reload
@@ -129,7 +132,10 @@ class CameraRuntime:
         if frame is None:
             return None
         nms_iou, classes, least, floors = self._detect
-        return frame, DetectRequest(frame.image, least, nms_iou, classes, floors)
+        detect = self.config.detect
+        region = self.analytics.region
+        crops = detect_crops(frame.width, frame.height, region, detect, self.input_aspect)
+        return frame, DetectRequest(frame.image, least, nms_iou, classes, floors, crops)
 
     def _request_settings(
         self, config: CameraConfig
