@@ -78,13 +78,17 @@ class CameraAnalytics:
         self.labels = labels
         self.model_floors = dict(model_floors or {})
         self.check_geometry()
-        self.keep = class_ids(labels, config.detect.classes)
-        self.same = same_object_map(labels, config.detect.same_object)
+        self._use_detect(config.detect)
         self._start_tracking()
 
+    def _use_detect(self, detect: DetectConfig) -> None:
+        """The classes kept, merged as one object, and the floor per class, of ``detect``."""
+        self.keep = class_ids(self.labels, detect.classes)
+        self.same = same_object_map(self.labels, detect.same_object)
+        self.floors = class_floors(self.labels, detect, self.model_floors)
+
     def _start_tracking(self) -> None:
-        floors = class_floors(self.labels, self.config.detect, self.model_floors)
-        self.tracker = ByteTracker(self.config.tracker, floors=floors)
+        self.tracker = ByteTracker(self.config.tracker, floors=self.floors)
         self.lifecycle = ObjectLifecycle(self.camera, self.config.updates)
         self.alerts = Alerts(self.camera)
         self.zones: list[Zone] = []
@@ -301,14 +305,12 @@ class CameraAnalytics:
             self.config = old
             events = self.finish()
             self.config = config
-            self.keep = class_ids(self.labels, config.detect.classes)
-            self.same = same_object_map(self.labels, config.detect.same_object)
+            self._use_detect(config.detect)
             self._start_tracking()
             return events
-        self.keep = class_ids(self.labels, config.detect.classes)
-        self.same = same_object_map(self.labels, config.detect.same_object)
+        self._use_detect(config.detect)
         # new floors move the thresholds the tracker's follow, its tracks kept
-        self.tracker.floors = class_floors(self.labels, config.detect, self.model_floors)
+        self.tracker.floors = self.floors
         self.lifecycle.rules = config.updates
         if self._size is None or self.latest is None:
             self._size = None  # placed with the new settings on the next frame

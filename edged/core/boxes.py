@@ -45,6 +45,31 @@ def nms_per_class(
     return keep[np.argsort(-score[keep], kind="stable")]
 
 
+def nms_across_parts(
+    xyxy: np.ndarray,
+    score: np.ndarray,
+    class_id: np.ndarray,
+    part: np.ndarray,
+    iou: float,
+    inside: float,
+) -> np.ndarray:
+    """Indices kept by greedy class-aware NMS over boxes found in several parts of a picture,
+    best first: a box is also dropped when it comes from another part than a kept box of its
+    class and lies more than ``inside`` of its own area within it (a box cut by a part's
+    edge is the same object as the whole one seen in the next part)."""
+    inter, union = _overlaps(xyxy, xyxy)
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    smaller = np.minimum(area[:, None], area[None, :])
+    same = class_id[:, None] == class_id[None, :]
+    cut = (part[:, None] != part[None, :]) & (inter > inside * smaller)
+    suppresses = same & ((inter > iou * union) | cut)
+    kept: list[int] = []
+    for i in np.argsort(-score, kind="stable").tolist():
+        if not kept or not suppresses[i, kept].any():
+            kept.append(i)
+    return np.asarray(kept, np.intp)
+
+
 def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
     """Indices kept by greedy NMS, best first (equal scores in their order): a box is dropped
     when it overlaps a kept box by more than ``iou``, compared as intersection > iou × union

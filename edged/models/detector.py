@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edged.config.model import ModelConfig
+from edged.core.boxes import nms_across_parts
 from edged.core.detections import Detections
 from edged.engines.base import Engine
 from edged.engines.onnxruntime import OrtEngine, auto_backend
@@ -189,36 +190,17 @@ def in_picture(dets: Detections, offset: tuple[int, int], shape: tuple[int, ...]
 
 
 def merged(parts: list[Detections], nms_iou: float) -> Detections:
-    """One picture's detections from its crops, best first: of two boxes of one class, the
-    worse goes when they overlap by more than ``nms_iou`` (IoU), or when they come from
-    different crops and the smaller lies mostly inside the other (``CUT_IOS``: an object
-    cut by a crop's edge is a part box in one crop and a whole one in the next)."""
+    """One picture's detections from its crops, best first: where crops overlap, one
+    object's boxes are one (``nms_across_parts``, a cut box within ``CUT_IOS`` of a whole
+    one)."""
     if len(parts) == 1:
         return parts[0]
     every = Detections.concat(parts)
-    n = len(every)
-    if n < 2:
+    if len(every) < 2:
         return every
     crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
-    x, cls = every.xyxy, every.class_id
-    area = (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
-    alive = np.ones(n, bool)
-    keep = []
-    for i in np.argsort(-every.score, kind="stable"):
-        if not alive[i]:
-            continue
-        keep.append(i)
-        alive[i] = False
-        rest = np.flatnonzero(alive & (cls == cls[i]))
-        if not len(rest):
-            continue
-        lt = np.maximum(x[i, :2], x[rest, :2])
-        rb = np.minimum(x[i, 2:], x[rest, 2:])
-        inter = np.prod(np.clip(rb - lt, 0.0, None), axis=1)
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        ios = inter / np.maximum(np.minimum(area[i], area[rest]), 1e-9)
-        alive[rest[(iou > nms_iou) | ((crop[rest] != crop[i]) & (ios > CUT_IOS))]] = False
-    return every[np.array(keep)]
+    keep = nms_across_parts(every.xyxy, every.score, every.class_id, crop, nms_iou, CUT_IOS)
+    return every[keep]
 
 
 def summed(times: list[StageTimes]) -> StageTimes:

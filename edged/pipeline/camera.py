@@ -16,6 +16,7 @@ from edged.camera.crops import detect_crops
 from edged.camera.gate import MotionGate
 from edged.camera.thresholds import class_floors
 from edged.config import CameraConfig
+from edged.config.camera import DetectConfig
 from edged.core.detections import Detections
 from edged.core.frame import Frame
 from edged.core.latency import STAGES, Latency, RateMeter
@@ -37,6 +38,17 @@ ANALYTICS_QUEUE = 4
 # the longest a fast file's gate waits for the frames before it to be analysed (a wedged
 # pipeline is the watchdog's to find, not the gate's)
 SETTLE_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestSettings:
+    """What a camera's frames are detected with, from one config: the classes decoded, the
+    least floor among them (what the decoder keeps), the floor per class."""
+
+    detect: DetectConfig
+    classes: np.ndarray | None
+    least: float
+    floors: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +143,17 @@ class CameraRuntime:
         frame = self.slot.take()
         if frame is None:
             return None
-        nms_iou, classes, least, floors = self._detect
-        detect = self.config.detect
+        s = self._detect
         region = self.analytics.region
-        crops = detect_crops(frame.width, frame.height, region, detect, self.input_aspect)
-        return frame, DetectRequest(frame.image, least, nms_iou, classes, floors, crops)
+        crops = detect_crops(frame.width, frame.height, region, s.detect, self.input_aspect)
+        request = DetectRequest(frame.image, s.least, s.detect.nms_iou, s.classes, s.floors, crops)
+        return frame, request
 
-    def _request_settings(
-        self, config: CameraConfig
-    ) -> tuple[float, np.ndarray | None, float, np.ndarray]:
-        """NMS IoU, the classes decoded, the least floor among them, the floor per class."""
+    def _request_settings(self, config: CameraConfig) -> _RequestSettings:
         classes = decoded_classes(self.labels, config)
         floors = class_floors(self.labels, config.detect, self.model_floors)
         least = float(floors.min() if classes is None else floors[classes].min())
-        return config.detect.nms_iou, classes, least, floors
+        return _RequestSettings(config.detect, classes, least, floors)
 
     def _admit(self, picture: np.ndarray, media_ts: float) -> bool:
         """The motion gate, on the source's thread before the frame is converted or handed
