@@ -46,7 +46,7 @@ DATA = ROOT.parent / "shared" / "datasets" / "mot15"
 MODEL = ROOT / "engines" / "nanodet-g-416.onnx"
 DETECT_MIN_SCORE = 0.05
 DETECT_NMS = 0.5
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def frame_rate(seq: mot15.MotSequence) -> float:
@@ -98,6 +98,8 @@ def _cache_path(seq: mot15.MotSequence, model: Path, threads: int) -> Path:
             str(CACHE_VERSION),
             _file_key(seq.video),
             _file_key(model),
+            # the manifest says how frames are prepared: a new resize means new boxes
+            _file_key(model.with_suffix(".yaml")),
             f"{DETECT_MIN_SCORE}:{DETECT_NMS}:{threads}:person",
         ]
     )

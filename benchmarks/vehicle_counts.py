@@ -1,7 +1,8 @@
 """Vehicles counted by a generic line with the daemon's default settings, against hand
 counts, on the two traffic clips:
 
-    python -m benchmarks.vehicle_counts [--json] [--slits DIR] [--set KEY=VALUE ...]
+    python -m benchmarks.vehicle_counts [--json] [--slits DIR] [--precision auto|fp32|int8]
+        [--set KEY=VALUE ...]
 
 Each clip gets a camera as a new user writes it from the README: ``detect.classes:
 [vehicle]`` and one line, nothing else set (``--set`` overrides a camera setting, e.g.
@@ -68,11 +69,11 @@ CLIPS = [
 ]
 
 
-def config(clip: Clip, journal: Path) -> dict[str, Any]:
+def config(clip: Clip, journal: Path, precision: str = "auto") -> dict[str, Any]:
     return {
         "device_id": "bench",
         "journal": {"path": str(journal)},
-        "models": {"coco": {"path": str(MODEL)}},
+        "models": {"coco": {"path": str(MODEL), "precision": precision}},
         "cameras": {
             clip.camera: {
                 "source": {"uri": str(clip.path), "realtime": False},
@@ -85,9 +86,9 @@ def config(clip: Clip, journal: Path) -> dict[str, Any]:
     }
 
 
-def count(clip: Clip, tmp: Path, sets: list[str]) -> dict[str, int]:
+def count(clip: Clip, tmp: Path, sets: list[str], precision: str) -> dict[str, int]:
     path = tmp / f"{clip.camera}.yaml"
-    path.write_text(yaml.safe_dump(config(clip, tmp / f"{clip.camera}.db")))
+    path.write_text(yaml.safe_dump(config(clip, tmp / f"{clip.camera}.db", precision)))
     scoped = [f"cameras.{clip.camera}.{s}" for s in sets]
     args = [a for s in ["mqtt=null", *scoped] for a in ("--set", s)]
     proc = subprocess.run(
@@ -131,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--set", action="append", default=[], help="a camera override: detect.min_score=0.35"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="the model's precision (auto, the default, is INT8 on a CPU with VNNI)",
+    )
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.slits is not None:
                 args.slits.mkdir(parents=True, exist_ok=True)
                 print(f"{clip.camera}: {slit(clip, args.slits)}", file=sys.stderr)
-            got = count(clip, Path(tmp), args.set)
+            got = count(clip, Path(tmp), args.set, args.precision)
             error = 100.0 * (got["in"] + got["out"] - clip.truth) / clip.truth
             rows.append({"clip": clip.camera, "truth": clip.truth, **got, "error_pct": error})
     if args.json:

@@ -1,12 +1,27 @@
-"""Shared fixtures: a real Mosquitto broker per test, on a free localhost port."""
+"""Shared fixtures: a real Mosquitto broker per test, on a free localhost port; a cache
+folder of the session's own."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import pytest
 
 from tests.mqtt_helpers import Broker, BrokerFactory, find_mosquitto, free_port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' and their daemons' cache (built engines, the INT8 speed check) is the
+    session's own, not the user's."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

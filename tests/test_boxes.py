@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edged.core.boxes import nms
+from edged.core.boxes import merge_across_parts, nms
 
 
 def test_nms_merges_one_item_seen_as_two_classes() -> None:
@@ -65,3 +65,38 @@ def test_nms_decides_overlaps_at_the_threshold_as_the_shelf_did() -> None:
         score = rng.integers(1, 4, n).astype(np.float32) / 4
         for iou in (0.3, 0.5, 0.7):
             assert nms(xyxy, score, iou).tolist() == greedy_by_hand(xyxy, score, iou).tolist()
+
+
+def test_a_vehicle_cut_by_the_seam_of_two_tiles_becomes_whole_again() -> None:
+    """Tiles (0–368) and (272–640): a car at x 250–410 is cut in both; the halves (mostly
+    inside each other's overlap) are one box spanning both. A whole view wins over a cut one
+    of higher score, and a car elsewhere stays."""
+    xyxy = np.array(
+        [
+            [250, 200, 368, 260],  # left tile: cut at its right edge
+            [272, 200, 410, 262],  # right tile: cut at its left edge
+            [500, 100, 600, 150],  # another car, right tile
+        ],
+        np.float32,
+    )
+    score = np.array([0.6, 0.5, 0.4], np.float32)
+    car = np.zeros(3, np.int32)
+    part = np.array([0, 1, 1])
+    at_seam = np.array([True, True, False])
+    keep, boxes = merge_across_parts(xyxy, score, car, part, at_seam, 0.5, 0.6)
+    assert keep.tolist() == [2, 0]  # the whole view first, then the best cut one
+    np.testing.assert_array_equal(boxes[1], [250, 200, 410, 262])
+    np.testing.assert_array_equal(boxes[0], xyxy[2])
+    # the same halves seen whole in one tile: the whole box is kept as it is
+    whole = np.array([[252, 199, 409, 261], [272, 200, 410, 262]], np.float32)
+    keep, boxes = merge_across_parts(
+        whole,
+        np.array([0.4, 0.7], np.float32),
+        car[:2],
+        np.array([0, 1]),
+        np.array([False, True]),
+        0.5,
+        0.6,
+    )
+    assert keep.tolist() == [0]
+    np.testing.assert_array_equal(boxes[0], whole[0])

@@ -13,6 +13,7 @@ import pytest
 
 from edged.config.model import ModelConfig
 from edged.models.detector import DetectRequest, load_detector
+from edged.models.int8_speed import time_pair
 from edged.models.variants import choose_file, cpu_int8_features
 from tests.paths import CLIP, MODEL
 
@@ -49,20 +50,75 @@ def test_a_batch_of_four_gives_what_four_batches_of_one_give(precision: str) -> 
 
 
 def test_auto_picks_int8_here_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    if not cpu_int8_features():
-        pytest.skip("this CPU has no VNNI/AMX: auto keeps FP32 (the next test covers that)")
+    """With VNNI/AMX by the CPU's flags; without, by the speed check, which on a CPU that
+    runs INT8 no faster keeps FP32 (the next tests cover both answers)."""
     with caplog.at_level(logging.INFO, logger="edged.models.detector"):
         detector = load_detector(ModelConfig(path=MODEL, backend="cpu"))
+    (line,) = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
+    if cpu_int8_features():
+        assert "int8 (nanodet-g-416-int8.onnx)" in line and "VNNI" in line
+    else:
+        assert "measured on this CPU" in line, line
+        if "precision auto: fp32" in line:
+            pytest.skip(f"this CPU runs INT8 no faster: {line}")
     assert detector.manifest.precision == "int8"
     assert detector.manifest.file == INT8.name
-    (line,) = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
-    assert "int8 (nanodet-g-416-int8.onnx)" in line and "VNNI" in line
 
 
-def test_auto_picks_fp32_when_told_the_cpu_has_no_vnni() -> None:
-    chosen = choose_file(ModelConfig(path=MODEL, backend="cpu"), "cpu", probe=lambda: [])
+def slower_int8(fp32: Path, int8: Path) -> tuple[float, float]:
+    return 40.0, 38.0
+
+
+def faster_int8(fp32: Path, int8: Path) -> tuple[float, float]:
+    return 40.0, 16.0
+
+
+def test_auto_picks_fp32_when_told_the_cpu_has_no_vnni_and_int8_measures_no_faster(
+    tmp_path: Path,
+) -> None:
+    config = ModelConfig(path=MODEL, backend="cpu", cache_dir=tmp_path)
+    chosen = choose_file(config, "cpu", probe=lambda: [], timer=slower_int8)
     assert chosen.path == MODEL and chosen.manifest.precision == "fp32"
     assert "no VNNI or AMX" in chosen.why and INT8.name in chosen.why
+    assert "38.0 ms per frame against 40.0 ms" in chosen.why
+
+
+def test_without_vnni_a_faster_int8_is_chosen_and_the_check_is_remembered(
+    tmp_path: Path,
+) -> None:
+    calls: list[tuple[Path, Path]] = []
+
+    def timer(fp32: Path, int8: Path) -> tuple[float, float]:
+        calls.append((fp32, int8))
+        return faster_int8(fp32, int8)
+
+    config = ModelConfig(path=MODEL, backend="cpu", cache_dir=tmp_path)
+    first = choose_file(config, "cpu", probe=lambda: [], timer=timer)
+    assert first.path == INT8 and "16.0 ms per frame against 40.0 ms" in first.why
+    assert calls == [(MODEL, INT8)]
+    again = choose_file(config, "cpu", probe=lambda: [], timer=timer)
+    assert again.path == INT8 and calls == [(MODEL, INT8)]  # not measured twice
+    assert f"remembered in {tmp_path / 'int8-speed.json'}" in again.why
+    # another cache (another machine's) measures for itself
+    other = ModelConfig(path=MODEL, backend="cpu", cache_dir=tmp_path / "other")
+    assert choose_file(other, "cpu", probe=lambda: [], timer=slower_int8).path == MODEL
+
+
+def test_the_speed_check_times_both_real_files() -> None:
+    fp32_ms, int8_ms = time_pair(MODEL, INT8, runs=2)
+    assert 0.5 < fp32_ms < 5000 and 0.5 < int8_ms < 5000
+
+
+def test_an_unwritable_cache_is_logged_and_the_measurement_still_decides(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = ModelConfig(path=MODEL, backend="cpu", cache_dir=blocker / "cache")
+    with caplog.at_level(logging.WARNING, logger="edged.models.int8_speed"):
+        chosen = choose_file(config, "cpu", probe=lambda: [], timer=faster_int8)
+    assert chosen.path == INT8
+    assert any("cannot remember the INT8 speed check" in r.getMessage() for r in caplog.records)
 
 
 def test_fp32_is_the_fp32_file_and_gpus_keep_the_file_they_are_given() -> None:

@@ -161,7 +161,7 @@ def test_prepared_graph_records_what_it_did(prepared_nanodet: Path) -> None:
     record = preparation_of(prepared_nanodet)
     assert record is not None
     assert record["input"] == FRAMES and record["replaces"] == "input_1:0"
-    assert record["source_size"] is None and record["spec"]["resize"] == "stretch"
+    assert record["source_size"] is None and record["spec"]["resize"] == "letterbox"
     assert preparation_of(MODEL) is None
     model = onnx.load(str(prepared_nanodet))
     frames_input = next(i for i in model.graph.input if i.name == FRAMES)

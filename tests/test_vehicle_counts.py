@@ -52,7 +52,8 @@ def test_a_default_vehicle_line_counts_the_street(tmp_path: Path) -> None:
     assert {e["label"] for e in crossed} <= {"car", "truck", "bus", "motorcycle"}
 
 
-def test_one_floor_for_every_class_misses_the_vehicles(tmp_path: Path) -> None:
-    """What a camera got before the model's floors: 0.35 for every class, as for people."""
+def test_one_floor_for_every_class_misses_vehicles(tmp_path: Path) -> None:
+    """What a camera got before the model's floors: 0.35 for every class, as for people
+    (stretched, 1 of 16; letterboxed, 10)."""
     path = write(tmp_path, {"classes": ["vehicle"], "min_score": 0.35})
-    assert len(crossings(run_clip(path, "street", tmp_path / "j.db"))) <= 2
+    assert len(crossings(run_clip(path, "street", tmp_path / "j.db"))) <= TRUTH - 4

@@ -146,6 +146,11 @@ class DetectConfig(StrictModel):
         None, gt=0.0, description="the largest box area kept (pixels², or a share ≤ 1)"
     )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    resize: Literal["model", "stretch", "letterbox"] = Field(
+        "model",
+        description="how a picture is fitted to the model's input: as the model's manifest "
+        "says, stretched to fill it, or letterboxed (its shape kept)",
+    )
     region: Literal["full", "roi"] = Field(
         "full",
         description="roi: detect in the box around the zones, lines and scene areas (plus "

@@ -31,9 +31,10 @@ class ModelConfig(StrictModel):
     )
     precision: Literal["auto", "fp32", "fp16", "int8"] | None = Field(
         "auto",
-        description="auto: on the CPU the model's INT8 variant where the CPU has VNNI/AMX, "
-        "else the file's own precision; int8 on the CPU: the INT8 variant; on TensorRT what "
-        "it builds; null: the file's own precision",
+        description="auto: on the CPU the model's INT8 variant where the CPU has VNNI/AMX "
+        "or a speed check (once per machine, remembered in cache_dir) finds it faster, else "
+        "the file's own precision; int8 on the CPU: the INT8 variant; on TensorRT what it "
+        "builds; null: the file's own precision",
     )
     threads: int = Field(2, ge=1, le=256, description="ONNX Runtime threads, in all")
     streams: int | Literal["auto"] = Field(
@@ -59,7 +60,10 @@ class ModelConfig(StrictModel):
     batch_timeout_ms: float = Field(
         5.0, ge=0, le=1000, description="how long a partial batch waits for more frames"
     )
-    cache_dir: Path = Field(default_factory=default_cache_dir, description="built engines")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="built engines, and the INT8 speed check's result",
+    )
 
     @field_validator("path", "cache_dir")
     @classmethod

@@ -45,29 +45,42 @@ def nms_per_class(
     return keep[np.argsort(-score[keep], kind="stable")]
 
 
-def nms_across_parts(
+def merge_across_parts(
     xyxy: np.ndarray,
     score: np.ndarray,
     class_id: np.ndarray,
     part: np.ndarray,
+    at_seam: np.ndarray,
     iou: float,
     inside: float,
-) -> np.ndarray:
-    """Indices kept by greedy class-aware NMS over boxes found in several parts of a picture,
-    best first: a box is also dropped when it comes from another part than a kept box of its
-    class and lies more than ``inside`` of its own area within it (a box cut by a part's
-    edge is the same object as the whole one seen in the next part)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy class-aware NMS over boxes found in several parts of a picture: the indices
+    kept, best first, and their boxes grown over the boxes they absorbed. A box is also
+    dropped when it comes from another part than a kept box of its class and lies more than
+    ``inside`` of its own area within it (a box cut by a part's edge is the same object seen
+    in the next part). Boxes ``at_seam`` (touching an edge between parts) come after the
+    others of any score, so a whole view of an object wins over a cut one; a kept box that
+    is itself cut takes in the extent of a cut box it absorbs, so an object wider than the
+    parts' overlap, cut in both, becomes whole again."""
     inter, union = _overlaps(xyxy, xyxy)
     area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
     smaller = np.minimum(area[:, None], area[None, :])
     same = class_id[:, None] == class_id[None, :]
-    cut = (part[:, None] != part[None, :]) & (inter > inside * smaller)
-    suppresses = same & ((inter > iou * union) | cut)
+    cut = same & (part[:, None] != part[None, :]) & (inter > inside * smaller)
+    suppresses = (same & (inter > iou * union)) | cut
     kept: list[int] = []
-    for i in np.argsort(-score, kind="stable").tolist():
-        if not kept or not suppresses[i, kept].any():
+    grown = xyxy.copy()
+    for i in np.lexsort((-score, at_seam)).tolist():
+        by = [k for k in kept if suppresses[i, k]]
+        if not by:
             kept.append(i)
-    return np.asarray(kept, np.intp)
+            continue
+        for k in by:
+            if cut[i, k] and at_seam[i] and at_seam[k]:
+                grown[k, :2] = np.minimum(grown[k, :2], xyxy[i, :2])
+                grown[k, 2:] = np.maximum(grown[k, 2:], xyxy[i, 2:])
+    idx = np.asarray(kept, np.intp)
+    return idx, grown[idx]
 
 
 def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from edged.core.detections import Detections
 from edged.core.placement import Geometry
 from edged.models.manifest import Manifest
-from edged.models.preprocess import ImagePreprocessor
+from edged.models.preprocess import ImagePreprocessor, Resize
 
 
 class DetectionAdapter(Protocol):
@@ -22,7 +22,9 @@ class DetectionAdapter(Protocol):
     @property
     def input_shape(self) -> tuple[int, ...]: ...
 
-    def preprocess(self, image: np.ndarray, out: np.ndarray) -> Geometry: ...
+    def preprocess(
+        self, image: np.ndarray, out: np.ndarray, resize: Resize | None = None
+    ) -> Geometry: ...
 
     def postprocess(
         self,

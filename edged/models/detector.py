@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edged.config.model import ModelConfig
-from edged.core.boxes import nms_across_parts
+from edged.core.boxes import merge_across_parts
 from edged.core.detections import Detections
 from edged.engines.base import Engine
 from edged.engines.onnxruntime import OrtEngine, auto_backend
@@ -19,7 +19,7 @@ from edged.models.adapter import DetectionAdapter
 from edged.models.manifest import Manifest, ModelError
 from edged.models.nanodet import NanoDetAdapter
 from edged.models.precision import check_precision
-from edged.models.preprocess import place
+from edged.models.preprocess import Resize, place
 from edged.models.rtdetr import RtDetrAdapter
 from edged.models.variants import ModelFile, choose_file
 from edged.models.yolo import YoloV5Adapter, YoloV8Adapter
@@ -50,6 +50,7 @@ class DetectRequest:
     # parts of the image (x0, y0, x1, y1 pixels) detected each at the model's input size,
     # instead of the whole image (``edged.camera.crops``)
     crops: tuple[tuple[int, int, int, int], ...] | None = None
+    resize: Resize | None = None  # how the image is fitted to the input; None: the manifest's
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,14 @@ class Detector:
         all images in as few runs as the batch allows), and the crops' boxes are merged by
         class-aware NMS."""
         parts: list[tuple[int, np.ndarray, tuple[int, int]]] = []  # request, picture, offset
+        if self.graph_input is not None:
+            for r in requests:
+                if r.resize not in (None, self.manifest.input.resize):
+                    raise ModelError(
+                        f"{self.manifest.file}: resize {r.resize} asked for, but the model's "
+                        f"prepared graph resizes by {self.manifest.input.resize} "
+                        "(preprocess: cpu to choose per camera)"
+                    )
         for k, r in enumerate(requests):
             if r.crops is None:
                 parts.append((k, r.image, (0, 0)))
@@ -127,7 +136,8 @@ class Detector:
                 geometry = []
                 for i, n in enumerate(chunk):
                     t0 = clock()
-                    geometry.append(self.adapter.preprocess(parts[n][1], self._batch[i]))
+                    how = requests[parts[n][0]].resize
+                    geometry.append(self.adapter.preprocess(parts[n][1], self._batch[i], how))
                     preprocess.append(clock() - t0)
                 feeds = {self.adapter.input_name: self._batch[: len(chunk)]}
             else:
@@ -154,8 +164,7 @@ class Detector:
                 found[k].append(dets)
                 times[k].append(StageTimes(preprocess[i], inference, clock() - t0))
         return [
-            Detected(merged(found[k], requests[k].nms_iou), summed(times[k]))
-            for k in range(len(requests))
+            Detected(merged(found[k], requests[k]), summed(times[k])) for k in range(len(requests))
         ]
 
     def _chunks(self, images: list[np.ndarray]) -> list[list[int]]:
@@ -174,6 +183,8 @@ class Detector:
 # of two boxes from neighbouring crops, the smaller lying this much inside the other is a part
 # of the same object
 CUT_IOS = 0.6
+# a box this close to a crop's inner edge (share of the crop's size) may be cut by it
+SEAM_REACH = 0.01
 
 
 def in_picture(dets: Detections, offset: tuple[int, int], shape: tuple[int, ...]) -> Detections:
@@ -189,18 +200,34 @@ def in_picture(dets: Detections, offset: tuple[int, int], shape: tuple[int, ...]
     return Detections(xyxy=xyxy, score=dets.score, class_id=dets.class_id, mask=mask)
 
 
-def merged(parts: list[Detections], nms_iou: float) -> Detections:
+def merged(parts: list[Detections], request: DetectRequest) -> Detections:
     """One picture's detections from its crops, best first: where crops overlap, one
-    object's boxes are one (``nms_across_parts``, a cut box within ``CUT_IOS`` of a whole
-    one)."""
-    if len(parts) == 1:
+    object's boxes are one (``merge_across_parts``: a cut box within ``CUT_IOS`` of another
+    is part of it; a box touching an edge between crops counts as cut)."""
+    if len(parts) == 1 or request.crops is None:
         return parts[0]
     every = Detections.concat(parts)
     if len(every) < 2:
         return every
     crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
-    keep = nms_across_parts(every.xyxy, every.score, every.class_id, crop, nms_iou, CUT_IOS)
-    return every[keep]
+    h, w = request.image.shape[:2]
+    at_seam = at_inner_edge(every.xyxy, np.asarray(request.crops, np.float32)[crop], w, h)
+    keep, xyxy = merge_across_parts(
+        every.xyxy, every.score, every.class_id, crop, at_seam, request.nms_iou, CUT_IOS
+    )
+    out = every[keep]
+    return Detections(xyxy=xyxy, score=out.score, class_id=out.class_id, mask=out.mask)
+
+
+def at_inner_edge(xyxy: np.ndarray, crops: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Whether each box touches an edge of its crop that lies inside the picture (within
+    ``SEAM_REACH`` of the crop's size): there the crop may have cut the object."""
+    reach = SEAM_REACH * np.concatenate([crops[:, 2:] - crops[:, :2]] * 2, axis=1)
+    near = np.abs(xyxy - crops) <= reach + 1
+    inner = np.stack(
+        [crops[:, 0] > 0, crops[:, 1] > 0, crops[:, 2] < width, crops[:, 3] < height], axis=1
+    )
+    return (near & inner).any(axis=1)
 
 
 def summed(times: list[StageTimes]) -> StageTimes:

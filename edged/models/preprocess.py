@@ -3,18 +3,22 @@ boxes back to source pixels."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 
 from edged.core.placement import Geometry
 from edged.models.manifest import InputSpec
 
+Resize = Literal["stretch", "letterbox"]
 
-def place(spec: InputSpec, width: int, height: int) -> Geometry:
+
+def place(spec: InputSpec, width: int, height: int, resize: Resize | None = None) -> Geometry:
     """Stretch fills the input; letterbox keeps the aspect ratio and centres the picture
-    (Ultralytics' rounding, so boxes match its exports)."""
+    (Ultralytics' rounding, so boxes match its exports). ``resize`` overrides the spec's."""
     in_w, in_h = spec.size
-    if spec.resize == "stretch":
+    if (resize or spec.resize) == "stretch":
         return Geometry((width, height), (in_w / width, in_h / height), (0.0, 0.0))
     r = min(in_w / width, in_h / height)
     new_w, new_h = round(width * r), round(height * r)
@@ -42,28 +46,37 @@ class ImagePreprocessor:
         # frames arrive BGR; channel c of the tensor reads source channel _src[c]
         self._src = (0, 1, 2) if spec.color == "BGR" else (2, 1, 0)
         self._canvas = np.empty((self.height, self.width, 3), np.uint8)
-        self._geometry: dict[tuple[int, int], Geometry] = {}
+        self._geometry: dict[tuple[int, int, Resize], Geometry] = {}
+        self._bordered: Geometry | None = None  # the letterbox the canvas's border was drawn for
 
     def shape(self) -> tuple[int, int, int]:
         if self.layout == "NCHW":
             return (3, self.height, self.width)
         return (self.height, self.width, 3)
 
-    def __call__(self, image: np.ndarray, out: np.ndarray) -> Geometry:
-        """Write ``image`` (H×W×3 BGR uint8) into ``out`` (one item of the batch tensor)."""
+    def __call__(
+        self, image: np.ndarray, out: np.ndarray, resize: Resize | None = None
+    ) -> Geometry:
+        """Write ``image`` (H×W×3 BGR uint8) into ``out`` (one item of the batch tensor),
+        resized as the spec says or as ``resize`` overrides it."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an H×W×3 uint8 BGR image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        geo = self._geometry.get((w, h))
+        how = resize or self.spec.resize
+        geo = self._geometry.get((w, h, how))
         if geo is None:
-            geo = self._geometry[(w, h)] = place(self.spec, w, h)
-        if self.spec.resize == "stretch":
+            geo = self._geometry[(w, h, how)] = place(self.spec, w, h, how)
+        if how == "stretch":
             cv2.resize(image, (self.width, self.height), dst=self._canvas)
         else:
             left, top = int(geo.pad[0]), int(geo.pad[1])
             new_w, new_h = round(w * geo.scale[0]), round(h * geo.scale[1])
-            self._canvas[:] = self.spec.pad_value
-            self._canvas[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h))
+            if self._bordered != geo:
+                self._canvas[:] = self.spec.pad_value
+                self._bordered = geo
+            # resized straight into the canvas; the border stays as drawn
+            inner = self._canvas[top : top + new_h, left : left + new_w]
+            cv2.resize(image, (new_w, new_h), dst=inner)
         for c, src in enumerate(self._src):
             target = out[c] if self.layout == "NCHW" else out[..., c]
             np.take(self._lut[c], self._canvas[:, :, src], out=target)

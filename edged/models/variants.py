@@ -2,11 +2,9 @@
 configured FP32 model. With ``precision: auto`` (the default) on the CPU, an INT8
 variant of the configured FP32 model — a manifest beside it whose ``derived_from`` is the
 model's sha256 — runs where the CPU has the instructions that make ONNX Runtime's INT8
-kernels fast (x86 VNNI or AMX); everywhere else, and for every other precision or backend,
-the configured file runs as it is.
-
-Without VNNI or AMX ONNX Runtime's INT8 convolutions are no faster than FP32 and can be
-slower (``../shared/MEASURED.md``), so no INT8 there unless asked for.
+kernels fast (x86 VNNI or AMX), and on any other CPU where a speed check of both files
+shows it faster (``int8_speed``: measured once, remembered); for every other precision or
+backend the configured file runs as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edged.config.model import ModelConfig
+from edged.models.int8_speed import Timer, check_int8_speed, time_pair
 from edged.models.manifest import Manifest, ModelError, load_manifest
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,10 @@ def int8_variant(path: Path, manifest: Manifest) -> ModelFile | None:
 
 
 def choose_file(
-    config: ModelConfig, backend: str, probe: CpuProbe = cpu_int8_features
+    config: ModelConfig,
+    backend: str,
+    probe: CpuProbe = cpu_int8_features,
+    timer: Timer = time_pair,
 ) -> ModelFile:
     """The file ``config`` runs on ``backend`` (``cpu``, ``cuda``, …): see the module."""
     path = Path(config.path)
@@ -91,16 +93,26 @@ def choose_file(
     if variant is None:
         return ModelFile(path, manifest, "precision auto: fp32, the model has no INT8 variant")
     features = probe()
-    if not features:
+    if features:
         return ModelFile(
-            path,
-            manifest,
-            f"precision auto: fp32, not {variant.path.name}: this CPU has no VNNI or AMX, "
-            "without which INT8 runs no faster than FP32 (precision: int8 to run it anyway)",
+            variant.path,
+            variant.manifest,
+            f"precision auto: int8 ({variant.path.name}), this CPU has {', '.join(features)} "
+            "(precision: fp32 for the FP32 model)",
+        )
+    check = check_int8_speed(
+        path, manifest.sha256, variant.path, variant.manifest.sha256, config.cache_dir, timer
+    )
+    if check.int8_faster:
+        return ModelFile(
+            variant.path,
+            variant.manifest,
+            f"precision auto: int8 ({variant.path.name}), this CPU has no VNNI or AMX but "
+            f"runs it faster, {check.describe()} (precision: fp32 for the FP32 model)",
         )
     return ModelFile(
-        variant.path,
-        variant.manifest,
-        f"precision auto: int8 ({variant.path.name}), this CPU has {', '.join(features)} "
-        "(precision: fp32 for the FP32 model)",
+        path,
+        manifest,
+        f"precision auto: fp32, not {variant.path.name}: this CPU has no VNNI or AMX and "
+        f"runs INT8 no faster, {check.describe()} (precision: int8 to run it anyway)",
     )

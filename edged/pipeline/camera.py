@@ -22,6 +22,8 @@ from edged.core.frame import Frame
 from edged.core.latency import STAGES, Latency, RateMeter
 from edged.core.masks import PersonMask
 from edged.models.detector import Detector, DetectRequest
+from edged.models.manifest import ModelError
+from edged.models.preprocess import Resize
 from edged.models.segmenter import Segmenter
 from edged.outputs.sink import EventSink
 from edged.outputs.snapshots import Snapshotter
@@ -43,12 +45,14 @@ SETTLE_WAIT_S = 5.0
 @dataclass(frozen=True, slots=True)
 class _RequestSettings:
     """What a camera's frames are detected with, from one config: the classes decoded, the
-    least floor among them (what the decoder keeps), the floor per class."""
+    least floor among them (what the decoder keeps), the floor per class, how the picture
+    is fitted to the input."""
 
     detect: DetectConfig
     classes: np.ndarray | None
     least: float
     floors: np.ndarray
+    resize: Resize | None  # None: as the model's manifest says
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ class CameraRuntime:
         self.model_floors = detector.manifest.min_scores
         in_w, in_h = detector.manifest.input.size
         self.input_aspect = in_w / in_h
+        # a prepared graph resizes inside the model, one way for every camera
+        self.graph_resize = detector.manifest.input.resize if detector.graph_input else None
         self.analytics = CameraAnalytics(name, config, detector.labels, self.model_floors)
         self.labels = detector.labels
         # what a frame taken now is detected with: replaced whole on a reload
@@ -146,14 +152,23 @@ class CameraRuntime:
         s = self._detect
         region = self.analytics.region
         crops = detect_crops(frame.width, frame.height, region, s.detect, self.input_aspect)
-        request = DetectRequest(frame.image, s.least, s.detect.nms_iou, s.classes, s.floors, crops)
+        request = DetectRequest(
+            frame.image, s.least, s.detect.nms_iou, s.classes, s.floors, crops, s.resize
+        )
         return frame, request
 
     def _request_settings(self, config: CameraConfig) -> _RequestSettings:
+        resize = None if config.detect.resize == "model" else config.detect.resize
+        if self.graph_resize is not None and resize not in (None, self.graph_resize):
+            raise ModelError(
+                f"camera {self.name}: detect.resize {resize}, but model "
+                f"{config.detect.model!r} resizes by {self.graph_resize} inside its prepared "
+                "graph (set the model's preprocess: cpu, or drop detect.resize)"
+            )
         classes = decoded_classes(self.labels, config)
         floors = class_floors(self.labels, config.detect, self.model_floors)
         least = float(floors.min() if classes is None else floors[classes].min())
-        return _RequestSettings(config.detect, classes, least, floors)
+        return _RequestSettings(config.detect, classes, least, floors, resize)
 
     def _admit(self, picture: np.ndarray, media_ts: float) -> bool:
         """The motion gate, on the source's thread before the frame is converted or handed
