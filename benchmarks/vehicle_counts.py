@@ -16,8 +16,11 @@ streak — counted when the middle of the vehicle crosses (the box's bottom cent
 anchor, for the top-down street; the whole vehicle for the freeway, seen from behind).
 
 - ``samples/traffic-street-topdown.mp4`` (shipped; 480 frames, 23.98 fps): column x = 320,
-  rows 165–340 — the two lower lanes, left to right: 9 + 7 = 16 (a 17th reaches the column
-  in the clip's last frames, its middle does not).
+  rows 165–340 — the two lower lanes, left to right: 10 + 7 = 17. The upper lane's 10th, a
+  red car, reaches the column only in the clip's last frames (its streak is cut by the end
+  of the clip): in the last frame its body spans x ≈ 265–410, so its middle (≈ 338) is past
+  the column, which it crossed about two frames before the end. It was first counted out
+  (16); the last frame, measured, puts it in.
 - ``../shared/datasets/scenes/traffic-freeway-overpass.mp4`` (evaluation only, never
   committed; 984 frames, 29.97 fps): row y = 200, columns 90–600 — the five lanes moving
   away: 18 + 10 + 7 + 17 = 52 in the four quarters of the clip.
@@ -57,7 +60,7 @@ CLIPS = [
         ROOT / "samples" / "traffic-street-topdown.mp4",
         [[320, 165], [320, 340]],
         "left_to_right",
-        16,
+        17,
     ),
     Clip(
         "freeway",
