@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "int8"),
-        help="the detector's (auto: the daemon's default, INT8 on a CPU with VNNI)",
+        help="the detector's (auto: the daemon's default, INT8 where the CPU runs it faster)",
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -145,7 +145,7 @@ def detect_sequences(
     precision: str = "auto",
 ) -> list[SequenceDetections]:
     """The detector's person boxes for every frame of every sequence (cached, by the file
-    that runs: ``precision`` auto is the daemon's default, INT8 on a CPU with VNNI)."""
+    that runs: ``precision`` auto is the daemon's default, INT8 where the CPU runs it faster)."""
     import time
 
     from edged.config.model import ModelConfig

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         "--precision",
         choices=("auto", "fp32", "int8"),
         default="auto",
-        help="the model's precision (auto, the default, is INT8 on a CPU with VNNI)",
+        help="the model's precision (auto, the default: INT8 where the CPU runs it faster)",
     )
     args = parser.parse_args(argv)
     rows = []

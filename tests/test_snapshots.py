@@ -116,10 +116,10 @@ def test_privacy_boxes_blur_the_people_and_nothing_else(scene) -> None:
     h, w = plain.shape[:2]
     inside = np.zeros((h, w), bool)
     near = np.zeros((h, w), bool)
-    for x1, y1, x2, y2 in np.round(dets.xyxy).astype(int):
+    boxes = np.round(dets.xyxy).astype(int)
+    for x1, y1, x2, y2 in boxes:
         inside[max(0, y1 + 3) : y2 - 3, max(0, x1 + 3) : x2 - 3] = True
         near[max(0, y1 - 12) : y2 + 12, max(0, x1 - 12) : x2 + 12] = True
-    boxes = np.round(dets.xyxy).astype(int)
     checked = 0
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         others = np.delete(boxes, i, axis=0)

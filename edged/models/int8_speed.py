@@ -5,7 +5,7 @@ runs so that a busy neighbour slows both alike — and remembered per model pair
 ONNX Runtime version in ``<cache_dir>/int8-speed.json``, so later starts cost nothing.
 
 Measured here (2 vCPU AMD EPYC, AVX2 only, ONNX Runtime 1.32, ``benchmarks.precision``): the
-shipped NanoDet INT8 at 2.4× FP32's speed; without the check that CPU ran FP32.
+shipped NanoDet INT8 at 1.4–2.5× FP32's speed over runs; without the check that CPU ran FP32.
 """
 
 from __future__ import annotations
