@@ -20,6 +20,13 @@ tracker gets in the daemon) both trackers get the boxes with score ≥ t:
   (in 30 fps frames), high and new-track thresholds — what a user who tuned the peer would
   get.
 
+``--jitter N``: N more runs of ``edged`` and both ``trackers`` at the daemon's feed, each on the
+boxes moved by Gaussian noise (σ 0.5 px on every coordinate, 0.01 on every score, seeded by the
+run's number) before the feed threshold: the size of the differences between the FP32 and the
+INT8 model's boxes on these sequences (median 0.2–0.5 px and 0.01, and ≈ 170 boxes near the
+threshold in one and not the other), so the spread of the scores over the runs says how far a
+change as small as INT8's moves them by itself.
+
 Only confirmed tracks are written (edged reports only those; the peer's unconfirmed boxes carry
 id −1 and are dropped). TrackEval's MotChallenge2DBox, BENCHMARK MOT15: ground-truth rows with
 conf 0 are not evaluated, tracker boxes are not preprocessed; "COMBINED" is TrackEval's
@@ -30,11 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks import mot15
 from benchmarks import tracking as T
@@ -45,10 +55,14 @@ from edged.config.camera import (
     MotionConfig,
     TrackerConfig,
 )
+from edged.core.detections import Detections
 from edged.models.manifest import load_manifest
 from edged.tracking import Association
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
+JITTER_PX = 0.5
+JITTER_SCORE = 0.01
+JITTERED = ("edged", "trackers", "trackers~edged")
 REFERENCE = {  # MEASURED.md: the peer, library defaults, fed every detection ≥ 0.05, combined
     "trackers@0.05": {"HOTA": 32.1, "MOTA": -8.8, "IDF1": 41.7},
 }
@@ -78,6 +92,28 @@ def daemon_min_score() -> float:
     return load_manifest(T.MODEL).min_scores.get("person", DEFAULT_MIN_SCORE)
 
 
+def jittered(frames: list[Detections], seed: int) -> list[Detections]:
+    """The boxes and scores moved by Gaussian noise of ``JITTER_PX`` and ``JITTER_SCORE``."""
+    rng = np.random.default_rng(seed)
+    return [
+        replace(
+            d,
+            xyxy=(d.xyxy + rng.normal(0.0, JITTER_PX, d.xyxy.shape)).astype(np.float32),
+            score=(d.score + rng.normal(0.0, JITTER_SCORE, d.score.shape)).astype(np.float32),
+        )
+        for d in frames
+    ]
+
+
+def track(kind: str, frames: list[Detections], sd: T.SequenceDetections) -> T.TrackedSequence:
+    params = daemon_params()
+    if kind == "edged":
+        return T.run_edged(frames, sd.fps, params)
+    if kind == "edged+gate":
+        return T.run_edged(frames, sd.fps, params, T.motion_gate(sd.seq, sd.fps))
+    return T.run_peer(frames, sd.fps, **(peer_like(params) if "~" in kind else {}))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     sequences = mot15.load_sequences(args.data)
@@ -96,15 +132,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             per_seq = {}
             skipped = {}
             for sd in dets:
-                frames = sd.fed(feed)
-                if kind == "edged":
-                    tracked = T.run_edged(frames, sd.fps, params)
-                elif kind == "edged+gate":
-                    tracked = T.run_edged(frames, sd.fps, params, T.motion_gate(sd.seq, sd.fps))
+                tracked = track(kind, sd.fed(feed), sd)
+                if kind == "edged+gate":
                     skipped[sd.seq.name] = sum(tracked.skipped)
-                else:
-                    peer = peer_like(params) if "~" in kind else {}
-                    tracked = T.run_peer(frames, sd.fps, **peer)
                 per_seq[sd.seq.name] = T.mot_rows(tracked)
             tracking_s[name] = time.perf_counter() - t0
             results[name] = per_seq
@@ -123,8 +153,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             if skipped:
                 trackers[name]["skipped_frames"] = skipped
+    feed = daemon_min_score()
+    for k in range(args.jitter):
+        for kind in JITTERED:
+            per_seq = {}
+            for sd in dets:
+                frames = [d[d.score >= feed] for d in jittered(sd.frames, k)]
+                per_seq[sd.seq.name] = T.mot_rows(track(kind, frames, sd))
+            results[f"{kind}@{feed:g}~jitter{k}"] = per_seq
     t0 = time.perf_counter()
     metrics = T.trackeval(args.data, sequences, results)
+    spread: dict[str, dict[str, dict[str, float]]] = {}
+    for kind in JITTERED if args.jitter else ():
+        runs = [metrics[f"{kind}@{feed:g}~jitter{k}"]["COMBINED_SEQ"] for k in range(args.jitter)]
+        spread[f"{kind}@{feed:g}"] = {
+            m: {
+                "mean": statistics.fmean(r[m] for r in runs),
+                "sd": statistics.stdev(r[m] for r in runs) if len(runs) > 1 else 0.0,
+                "min": min(r[m] for r in runs),
+                "max": max(r[m] for r in runs),
+            }
+            for m in ("HOTA", "IDF1", "MOTA")
+        }
     eval_s = time.perf_counter() - t0
     for name, info in trackers.items():
         info["metrics"] = {
@@ -144,6 +194,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "daemon_detect_min_score": daemon_min_score(),
         "trackers": trackers,
+        "jitter": {
+            "runs": args.jitter,
+            "px": JITTER_PX,
+            "score": JITTER_SCORE,
+            "combined": spread,
+        },
         "reference_measured_md": REFERENCE,
         "runtime_s": {
             "tracking": tracking_s,
@@ -173,6 +229,16 @@ def table(result: dict[str, Any]) -> str:
             frames = {s: v["frames"] for s, v in result["sequences"].items()}
             parts = [f"{s} {n}/{frames[s]}" for s, n in info["skipped_frames"].items()]
             lines.append(f"{name}: frames skipped by the motion gate: " + ", ".join(parts))
+    jitter = result["jitter"]
+    for name, by_metric in jitter["combined"].items():
+        cells = ", ".join(
+            f"{m} {v['mean']:.1f} ± {v['sd']:.1f} ({v['min']:.1f}–{v['max']:.1f})"
+            for m, v in by_metric.items()
+        )
+        lines.append(
+            f"{name}, {jitter['runs']} runs on boxes ± {jitter['px']:g} px, scores ±"
+            f" {jitter['score']:g}, combined: {cells}"
+        )
     ref = ", ".join(f"{k} {v}" for k, v in result["reference_measured_md"]["trackers@0.05"].items())
     lines.append(f"MEASURED.md, trackers@0.05 combined: {ref}")
     rt = result["runtime_s"]
@@ -206,6 +272,12 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         choices=("auto", "fp32", "int8"),
         help="the detector's (auto: the daemon's default, INT8 where the CPU runs it faster)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=int,
+        default=0,
+        help="runs on boxes moved by noise the size of INT8's changes (the scores' spread)",
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
