@@ -20,6 +20,23 @@ from edged.config.errors import dotted
 from edged.config.root import Config, Loc
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write configs: only ``true`` and ``false`` are booleans (as in YAML
+    1.2). PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes`` and ``no`` are booleans too,
+    which turned ``snapshots: {on: [new]}`` into a key ``True`` and ``blur: off`` into
+    ``False``; a field that is a boolean still takes those words (pydantic reads them)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class ConfigError(Exception):
@@ -180,7 +197,7 @@ def _apply_override(data: dict[str, Any], spec: str, places: _Places) -> None:
             raise ConfigError([f"--set {spec}: {'.'.join(parts[: i + 1])} is not a mapping"])
         node = nxt
     try:
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[parts[-1]] = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([f"--set {spec}: value is not valid YAML: {exc.problem}"]) from None
     except yaml.reader.ReaderError as exc:
@@ -227,7 +244,7 @@ def _parse(text: str, places: _Places, env: Mapping[str, str]) -> Any:
     file = places.file
     problems: list[str] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         raise ConfigError(
             [
