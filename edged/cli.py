@@ -33,28 +33,39 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edged", description="Edge video analytics daemon.")
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    # ``edged run site.yaml --log-level DEBUG`` as well as ``edged --log-level DEBUG run …``:
+    # the subcommands take it too, and one given there wins
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the cameras of a config until they end or a signal")
+    run = sub.add_parser(
+        "run", parents=[common], help="run the cameras of a config until they end or a signal"
+    )
     _config_args(run)
     run.add_argument(
         "--print-events", action="store_true", help="also print every event as a JSON line"
     )
-    check = sub.add_parser("check", help="validate a config (and its models) and exit")
+    check = sub.add_parser(
+        "check", parents=[common], help="validate a config (and its models) and exit"
+    )
     _config_args(check)
-    schema = sub.add_parser("schema", help="print the config's JSON Schema")
+    schema = sub.add_parser("schema", parents=[common], help="print the config's JSON Schema")
     schema.add_argument(
         "--events", action="store_true", help="the event payloads' schema (v1) instead"
     )
-    engine = sub.add_parser("engine", help="TensorRT engines").add_subparsers(
+    engine = sub.add_parser("engine", parents=[common], help="TensorRT engines").add_subparsers(
         dest="engine_command", required=True
     )
-    build = engine.add_parser("build", help="build (or find in the cache) a TensorRT plan")
+    build = engine.add_parser(
+        "build", parents=[common], help="build (or find in the cache) a TensorRT plan"
+    )
     build.add_argument("model", help="an ONNX model with its manifest beside it")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
     build.add_argument("--batch", type=int, default=1, help="largest batch the plan takes")
@@ -64,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="prepend resize and normalisation to the graph first (preprocess: graph)",
     )
-    calibrate = sub.add_parser("calibrate", help="make an INT8 (Q/DQ) model from real frames")
+    calibrate = sub.add_parser(
+        "calibrate", parents=[common], help="make an INT8 (Q/DQ) model from real frames"
+    )
     calibrate.add_argument("model", help="the FP32 ONNX model (manifest beside it)")
     calibrate.add_argument(
         "--from",
@@ -90,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--keep-head-fp32", action="store_true")
     calibrate.add_argument("-o", "--output", help="default: <model>-int8.onnx")
-    convert = sub.add_parser("convert", help="make an FP16 or a dynamic-batch model")
+    convert = sub.add_parser(
+        "convert", parents=[common], help="make an FP16 or a dynamic-batch model"
+    )
     convert.add_argument("model", help="the FP32 ONNX model (manifest beside it)")
     to = convert.add_mutually_exclusive_group(required=True)
     to.add_argument("--fp16", action="store_true", help="FP16 weights and compute")
@@ -109,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         help="frames to measure the change against FP32 on",
     )
     convert.add_argument("-o", "--output", help="default: <model>-fp16.onnx / -dyn.onnx")
-    events = sub.add_parser("events", help="subscribe to a broker and print edged's events")
+    events = sub.add_parser(
+        "events", parents=[common], help="subscribe to a broker and print edged's events"
+    )
     events.add_argument("config", nargs="?", help="take the broker (TLS, login) from this config")
     events.add_argument("--host", help="broker host (default: the config's, or 127.0.0.1)")
     events.add_argument("--port", type=int, help="broker port (default: the config's, or 1883)")
@@ -122,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--json", action="store_true", help="one JSON object per message")
     events.add_argument("--count", type=int, help="exit after this many messages")
-    models = sub.add_parser("models", help="list the models (with manifests) in a folder")
+    models = sub.add_parser(
+        "models", parents=[common], help="list the models (with manifests) in a folder"
+    )
     models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
     return parser
 

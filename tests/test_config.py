@@ -343,3 +343,20 @@ def test_a_line_mixing_relative_and_pixel_values_is_refused(tmp_path: Path) -> N
 def test_unmixed_polygons_pass(tmp_path: Path, polygon: str) -> None:
     old = "[[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]"
     load(write(tmp_path, GOOD.replace(old, polygon)), env={})
+
+
+def test_log_level_goes_before_or_after_the_subcommand() -> None:
+    from edged.cli import _parser
+
+    parse = _parser().parse_args
+    assert parse(["check", "x.yaml"]).log_level == "INFO"
+    assert parse(["--log-level", "DEBUG", "check", "x.yaml"]).log_level == "DEBUG"
+    assert parse(["check", "x.yaml", "--log-level", "WARNING"]).log_level == "WARNING"
+    # one given to the subcommand wins
+    assert parse(["--log-level", "DEBUG", "run", "x.yaml", "--log-level", "ERROR"]).log_level == (
+        "ERROR"
+    )
+    assert parse(["engine", "build", "m.onnx", "--log-level", "DEBUG"]).log_level == "DEBUG"
+    result = check(DEMO, "--log-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
