@@ -22,7 +22,7 @@ from edged.web.server import WebServer
 from tests.daemon import Daemon
 from tests.mqtt_helpers import free_port
 from tests.onnx_fixtures import model_beside
-from tests.paths import CLIP, MODEL, SEGMENTER
+from tests.paths import CLIP, MODEL, ROOT, SEGMENTER
 from tests.tls_certs import Certs, make_certs
 
 
@@ -33,7 +33,7 @@ def base(tmp_path: Path, model: Path = MODEL) -> dict[str, Any]:
         "models": {"coco": {"path": str(model), "backend": "cpu"}},
         "cameras": {
             "front": {
-                "source": {"uri": str(tmp_path / "absent.mp4")},
+                "source": {"uri": str(CLIP)},
                 "detect": {"model": "coco", "classes": ["person"]},
             }
         },
@@ -441,8 +441,60 @@ def test_a_usb_camera_with_a_size_is_checked(tmp_path: Path) -> None:
 
 def test_geometry_is_not_checked_where_the_picture_is_unknown(tmp_path: Path) -> None:
     zones = {"away": {"polygon": OUTSIDE}}
-    for source in ({"uri": str(tmp_path / "absent.mp4")}, {"uri": "rtsp://cam.local/live"}):
-        load_checked(with_geometry(tmp_path, source, zones, {}))
+    load_checked(with_geometry(tmp_path, {"uri": "rtsp://cam.local/live"}, zones, {}))
+    # a file that is not there: that is the one problem, not its geometry
+    absent = with_geometry(tmp_path, {"uri": str(tmp_path / "absent.mp4")}, zones, {})
+    assert "file not found" in one_problem(absent, "cameras.front.source.uri", "uri")
+
+
+# --- file sources -------------------------------------------------------------------------
+
+
+def test_a_file_source_that_is_not_there(tmp_path: Path) -> None:
+    config = base(tmp_path)
+    config["cameras"]["front"]["source"] = {"uri": "clips/absent.mp4"}
+    path = write(tmp_path, config)
+    problem = one_problem(path, "cameras.front.source.uri", "uri")
+    # the path as the daemon would open it: relative to the config file
+    assert problem.endswith(f"file not found: {tmp_path / 'clips' / 'absent.mp4'}"), problem
+
+
+def not_a_video(folder: Path, what: str) -> Path:
+    if what == "a folder":
+        return folder
+    target = folder / "clip.mp4"
+    target.write_bytes(b"" if what == "empty" else (ROOT / "README.md").read_bytes())
+    return target
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [("a folder", "is not a file"), ("text", "cannot open"), ("empty", "cannot open")],
+)
+def test_a_file_source_that_is_not_a_video(tmp_path: Path, what: str, message: str) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    config = base(tmp_path)
+    config["cameras"]["front"]["source"] = {"uri": str(not_a_video(folder, what))}
+    problem = one_problem(write(tmp_path, config), "cameras.front.source.uri", "uri")
+    assert message in problem, problem
+
+
+def test_kind_file_with_a_network_address(tmp_path: Path) -> None:
+    config = base(tmp_path)
+    config["cameras"]["front"]["source"] = {"uri": "rtsp://cam.local/live", "kind": "file"}
+    problem = one_problem(write(tmp_path, config), "cameras.front.source.uri", "uri")
+    assert "network address" in problem, problem
+
+
+def test_a_disabled_camera_with_a_missing_file_passes(tmp_path: Path) -> None:
+    config = base(tmp_path)
+    config["cameras"]["back"] = {
+        "enabled": False,
+        "source": {"uri": str(tmp_path / "absent.mp4")},
+        "detect": {"model": "coco"},
+    }
+    load_checked(write(tmp_path, config))
 
 
 # --- manifest labels ----------------------------------------------------------------------

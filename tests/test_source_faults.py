@@ -107,11 +107,14 @@ def test_sigterm_while_blocked_in_a_long_open(tmp_path: Path, silent_server: int
         daemon.kill()
 
 
-def test_corrupt_file(tmp_path: Path) -> None:
+def test_a_corrupt_file_is_refused_at_start(tmp_path: Path) -> None:
+    # a file source is checked at start, as edged check does, instead of being retried
+    # forever; one that breaks while running is retried (test_sources)
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
     daemon = Daemon(camera_config(tmp_path, {"uri": str(bad)}))
-    retried_then_terminated(daemon, "corrupt.mp4")
+    assert daemon.finish(30) == 2
+    assert daemon.logged(f"cameras.cam.source.uri: cannot open {bad}"), daemon.stderr
 
 
 def test_missing_usb_device_mocked_hardware_edge(tmp_path: Path) -> None:

@@ -80,9 +80,14 @@ class SourceConfig(StrictModel):
             return self.kind
         if self.uri.isdigit() or self.uri.startswith("/dev/video"):
             return "usb"
-        if _SCHEME.match(self.uri) and not self.uri.lower().startswith("file://"):
+        if self.network_address:
             return "rtsp"
         return "file"
+
+    @property
+    def network_address(self) -> bool:
+        """The uri names a network stream (a scheme other than ``file://``)."""
+        return bool(_SCHEME.match(self.uri)) and not self.uri.lower().startswith("file://")
 
 
 class MotionConfig(StrictModel):

@@ -2,7 +2,8 @@
 
 ``model_problems`` loads every model (on the CPU, run once) and checks what the cameras ask
 of it; ``start_problems`` looks at what the daemon opens at start: the journal, snapshot
-folders, the broker's TLS files, the HTTP ports, and pixel geometry against the picture.
+folders, the broker's TLS files, the HTTP ports, file sources, and pixel geometry against
+the picture.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def start_problems(config: Config, serving: Config | None = None) -> list[str]:
     from edged.service.check_frames import frame_problems
     from edged.service.check_paths import path_problems
     from edged.service.check_ports import port_problems
+    from edged.service.check_sources import source_problems
     from edged.service.check_tls import tls_problems
 
     found: list[tuple[Loc, str]] = path_problems(config)
@@ -72,6 +74,7 @@ def start_problems(config: Config, serving: Config | None = None) -> list[str]:
         found += tls_problems(config.mqtt.tls)
     found += port_problems(config, serving)
     for name, cam in config.cameras.items():
+        found += source_problems(name, cam)
         found += frame_problems(name, cam)
     return [f"{place_of(config, loc)}: {FieldError(loc, message)}" for loc, message in found]
 

@@ -1,0 +1,46 @@
+"""File sources that cannot run: a file that is not there, is not a video, or a network
+address given ``kind: file``. The daemon would retry such a camera forever ("file not
+found"); ``edged check`` (and a reload) says so at once. Streams and USB cameras are
+checked only when they run: they may come and go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edged.config.camera import CameraConfig
+from edged.config.root import Loc
+from edged.sources.capture import SourceError
+from edged.sources.pyav import PyAVCapture
+
+
+def source_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
+    source = cam.source
+    if not cam.enabled or source.resolved_kind != "file":
+        return []
+    loc: Loc = ("cameras", name, "source", "uri")
+    if source.network_address:
+        return [(loc, f"kind is file, but {source.uri} is a network address (kind: rtsp or auto)")]
+    path = Path(source.uri.removeprefix("file://"))
+    if not path.exists():
+        return [(loc, f"file not found: {path}")]
+    if not path.is_file():
+        return [(loc, f"{path} is not a file")]
+    try:
+        capture = PyAVCapture(
+            str(path),
+            live=False,
+            open_timeout_s=source.open_timeout_s,
+            read_timeout_s=source.read_timeout_s,
+            stall_timeout_s=source.stall_timeout_s,
+        )
+    except SourceError as exc:
+        return [(loc, str(exc))]
+    try:
+        frame = capture.read()
+    except SourceError as exc:
+        return [(loc, str(exc))]
+    finally:
+        capture.close()
+    if frame is None:
+        return [(loc, f"{path}: no decodable frame")]
+    return []
