@@ -548,3 +548,13 @@ def test_a_label_that_cannot_be_a_topic_level_is_refused(
     # and edged check says so, at the model's path
     path = write(tmp_path, base(tmp_path, model))
     assert message in one_problem(path, "models.coco.path", "path", "coco")
+
+
+def test_an_unknown_class_names_the_closest_labels(tmp_path: Path) -> None:
+    config = base(tmp_path)
+    config["cameras"]["front"]["detect"]["classes"] = ["persn", "car", "zebraa", "xyz"]
+    problem = one_problem(write(tmp_path, config), "cameras.front.detect.classes", "classes")
+    assert "'persn' (did you mean 'person'?)" in problem, problem
+    assert "'zebraa' (did you mean 'zebra'?)" in problem, problem
+    # nothing close: no guess
+    assert "'xyz', " in problem, problem

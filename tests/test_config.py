@@ -332,6 +332,26 @@ def test_a_line_mixing_relative_and_pixel_values_is_refused(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
+    ("points", "refused"),
+    [
+        ("[[1, 0], [2, 1]]", True),  # meant relative, read as pixels: 1.4 px
+        ("[[0, 0], [3, 0]]", True),
+        ("[[0, 0], [4, 0]]", False),
+        ("[[0, 0], [1, 1]]", False),  # relative: the picture's diagonal
+    ],
+)
+def test_a_line_of_a_few_pixels_is_refused(tmp_path: Path, points: str, refused: bool) -> None:
+    text = GOOD.replace("[[0.5, 0.2], [0.5, 0.9]]", points)
+    if not refused:
+        load(write(tmp_path, text), env={})
+        return
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text), env={})
+    (problem,) = err.value.problems
+    assert "lines.gate.points: is " in problem and "px long" in problem, problem
+
+
+@pytest.mark.parametrize(
     "polygon",
     [
         "[[0, 0], [640, 0], [640, 480]]",  # pixels near the origin

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from edged.config.camera import DEFAULT_MIN_SCORE, DetectConfig
+from edged.core.detections import unknown_classes
 
 
 def class_floors(
@@ -22,7 +23,7 @@ def class_floors(
             floors[labels.index(label)] = floor
     unknown = sorted(set(detect.min_scores) - set(labels))
     if unknown:
-        raise ValueError(f"unknown classes {unknown}; the model knows {len(labels)} labels")
+        raise ValueError(unknown_classes(unknown, labels))
     for label, floor in detect.min_scores.items():
         floors[labels.index(label)] = floor
     return floors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,7 +17,7 @@ from edged.config.base import (
     topic_level_names,
 )
 from edged.config.events import ObjectUpdatesConfig
-from edged.config.geometry import Points, PolygonPoints
+from edged.config.geometry import Points, PolygonPoints, is_relative
 from edged.config.paths import resolve
 from edged.config.scenes import SceneConfig
 from edged.config.snapshots import SnapshotConfig
@@ -124,6 +125,8 @@ class MotionConfig(StrictModel):
 
 # what a label with no floor in its model's manifest is detected with by default; MOT15's
 # people with the shipped NanoDet (benchmarks/eval_mot.py)
+# a line in pixels shorter than this was meant relative (see LineConfig)
+MIN_PIXEL_LINE = 4.0
 DEFAULT_MIN_SCORE = 0.35
 # tracker thresholds that follow a detection's floor: the ratios of ByteTrack's settings to
 # the floor that MOT15 was tuned at (0.5 and 0.6 over 0.35)
@@ -271,6 +274,14 @@ class LineConfig(StrictModel):
             raise ValueError(f"a line needs exactly 2 points, got {len(v)}")
         if v[0] == v[1]:
             raise ValueError("the two points of a line must differ")
+        length = math.dist(v[0], v[1])
+        if not is_relative(v) and length < MIN_PIXEL_LINE:
+            # [[1, 0], [2, 1]] meant as shares of the picture reads as pixels (2 is above 1)
+            raise ValueError(
+                f"is {length:.1f} px long: a value above 1 makes every point pixels; a line "
+                f"in pixels needs at least {MIN_PIXEL_LINE:g} px, a relative one every value "
+                "within 0–1"
+            )
         return v
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import Enum
 
@@ -99,5 +100,15 @@ def class_ids(labels: list[str], names: list[str] | None) -> np.ndarray | None:
         return None
     unknown = sorted(set(names) - set(labels))
     if unknown:
-        raise ValueError(f"unknown classes {unknown}; the model knows {len(labels)} labels")
+        raise ValueError(unknown_classes(unknown, labels))
     return np.array([labels.index(n) for n in names], np.int32)
+
+
+def unknown_classes(unknown: list[str], labels: list[str]) -> str:
+    """The error for class names a model does not have, each with the closest labels."""
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, labels, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
+    return f"unknown classes {', '.join(parts)}; the model knows {len(labels)} labels"
