@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(run)
     run.add_argument(
         "--print-events", action="store_true", help="also print every event as a JSON line"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="no broker, a temporary journal and snapshot folder, every event printed: a try "
+        "that leaves nothing for the real run",
     )
     check = sub.add_parser(
         "check", parents=[common], help="validate a config (and its models) and exit"
@@ -293,6 +301,21 @@ def _events(args: argparse.Namespace) -> int:
     return watch(mqtt, args.topic or [f"{mqtt.topic_prefix}/{scope}"], args.json, args.count)
 
 
+def _dry_run_overrides(args: argparse.Namespace, folder: Path) -> list[str] | None:
+    """``--set`` values that keep a run off the broker and out of the real journal and
+    snapshot folders (after the user's own, so they win; a reload keeps them)."""
+    try:
+        config = load(args.config, args.overrides)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return None
+    dry = ["mqtt=null", "homeassistant=null", f"journal.path={folder / 'events.db'}"]
+    for name, cam in config.cameras.items():
+        if cam.snapshots is not None and cam.snapshots.dir is not None:
+            dry.append(f"cameras.{name}.snapshots.dir={folder / 'snapshots'}")
+    return [*args.overrides, *dry]
+
+
 def _load(args: argparse.Namespace) -> Config | None:
     try:
         return load_checked(args.config, args.overrides)
@@ -328,6 +351,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # before the config and its models are checked, which takes seconds
         signals = Signals().install()
+    with contextlib.ExitStack() as stack:
+        if args.command == "run" and args.dry_run:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edged-dry-")))
+            overrides = _dry_run_overrides(args, folder)
+            if overrides is None:
+                return EXIT_CONFIG
+            args.overrides, args.print_events = overrides, True
+            logging.getLogger("edged").info(
+                "dry run: no broker; journal and snapshots in %s, removed at exit", folder
+            )
+        return _check_or_run(args, signals)
+
+
+def _check_or_run(args: argparse.Namespace, signals: Any) -> int:
     config = _load(args)
     if config is None:
         return EXIT_CONFIG

@@ -14,7 +14,7 @@ import pytest
 
 from edged.config.events import JournalConfig
 from edged.core.event import Event
-from edged.outputs.journal import Journal
+from edged.outputs.journal import Journal, JournalError
 
 # the least backlog bound a config may set
 BOUND = 100
@@ -104,6 +104,46 @@ def test_undelivered_events_survive_reopen(tmp_path: Path) -> None:
     j = journal_at(path)
     assert j.backlog() == 2
     assert j.pending() == stored[1:]
+    j.close()
+
+
+def for_run(path: Path, destination: str) -> Journal:
+    return Journal(JournalConfig(path=path), destination)
+
+
+@pytest.mark.parametrize(("first", "then"), [("none", "broker"), ("broker", "none")])
+def test_a_backlog_written_for_one_kind_of_run_is_refused_by_the_other(
+    tmp_path: Path, first: str, then: str
+) -> None:
+    path = tmp_path / "events.db"
+    j = for_run(path, first)
+    j.append(make_events(3))
+    j.close()
+    with pytest.raises(JournalError, match="its 3 undelivered events were written by a run"):
+        for_run(path, then)
+    # nothing was lost, and the run it was written for still takes it
+    j = for_run(path, first)
+    assert j.backlog() == 3
+    j.close()
+
+
+def test_an_empty_journal_changes_hands_and_an_unmarked_one_is_taken(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    j = for_run(path, "none")
+    j.mark_delivered([e.seq for e in j.append(make_events(2))])
+    j.close()
+    j = for_run(path, "broker")  # nothing undelivered: nothing to mix up
+    j.append(make_events(1))
+    j.close()
+    with pytest.raises(JournalError, match="written by a run with a broker"):
+        for_run(path, "none")
+    # a journal of an earlier release, with no mark, is the run's that opens it
+    old = tmp_path / "old.db"
+    j = journal_at(old)
+    j.append(make_events(2))
+    j.close()
+    j = for_run(old, "broker")
+    assert j.backlog() == 2
     j.close()
 
 

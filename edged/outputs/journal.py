@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS events (
     payload  TEXT    NOT NULL
 )
 """
+# what the journal's undelivered events are for: "broker" (a publisher takes them) or "none"
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # a damaged file that could not be moved aside is tried again after this long
 _RETRY_RECOVERY_S = 30.0
 # the age bound deletes by ts on every append: without an index that scans the whole backlog
@@ -132,6 +134,9 @@ def _read_rows(conn: sqlite3.Connection, lo: int, hi: int) -> list[Row]:
     ).fetchall()
 
 
+_RUNS = {"broker": "with a broker", "none": "without a broker"}
+
+
 class JournalError(RuntimeError):
     """The journal cannot be opened (a full disk or a read-only folder at start)."""
 
@@ -150,7 +155,11 @@ class Journal:
     losses in between are summed into the next one.
     """
 
-    def __init__(self, config: JournalConfig) -> None:
+    def __init__(self, config: JournalConfig, destination: str | None = None) -> None:
+        """``destination``: ``"broker"`` or ``"none"``, what this run does with the events;
+        a journal holding undelivered events written for the other one is refused
+        (JournalError), so a run without a broker never leaves its events for the next run
+        with one to publish, and never adds its own to a broker's backlog. None: not checked."""
         self.config = config
         self.path = config.path
         self.dropped = 0
@@ -183,10 +192,30 @@ class Journal:
             self._recover(damage)
         else:
             self._load_losses()
+        if destination is not None and self.error is None:
+            self._claim(destination)
         if self._backlog:
             log.info(
                 "journal %s: %d undelivered events from a previous run", self.path, self._backlog
             )
+
+    def _claim(self, destination: str) -> None:
+        self._conn.execute(_META)
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'destination'").fetchone()
+        written_for = None if row is None else row[0]
+        if written_for not in (None, destination) and self._backlog:
+            self._conn.close()
+            raise JournalError(
+                f"journal {self.path}: its {self._backlog} undelivered events were written by a "
+                f"run {_RUNS[written_for]}, and this run {_RUNS[destination]}: move the file "
+                "aside (or delete it), set another journal.path, or use edged run --dry-run "
+                "for a run that keeps its events apart"
+            )
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('destination', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (destination,),
+        )
 
     def _connect(self) -> None:
         # isolation_level=None: transactions are opened explicitly, so a batch is exactly one.

@@ -142,7 +142,7 @@ def run(
     signals.hup.clear()
     stop, hup, wake = signals.stop, signals.hup, signals.wake
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
-    journal = Journal(config.journal)
+    journal = Journal(config.journal, "none" if config.mqtt is None else "broker")
     printer = EventPrinter(config.device_id, stdout) if print_events else None
     sink = EventSink(journal, [printer] if printer is not None else [])
     publisher = None
