@@ -43,12 +43,13 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def with_cameras(cameras: str) -> str:
+    """A config of the cameras written as YAML text (as a user writes them)."""
+    return f"device_id: words\nmodels:\n  coco: {{path: {MODEL}}}\ncameras:\n{cameras}"
+
+
 def test_on_off_yes_no_are_words_where_the_field_takes_words(tmp_path: Path) -> None:
-    text = f"""\
-device_id: words
-models:
-  coco: {{path: {MODEL}}}
-cameras:
+    cameras = f"""\
   front:
     source: {{uri: {CLIP}}}
     detect: {{model: coco}}
@@ -56,7 +57,7 @@ cameras:
       on: [new, alert]
       privacy: {{blur: off, classes: [person]}}
 """
-    config = load(write(tmp_path, text), env={})
+    config = load(write(tmp_path, with_cameras(cameras)), env={})
     snapshots = config.cameras["front"].snapshots
     assert snapshots is not None
     assert set(snapshots.on) == {"new", "alert"}
@@ -64,11 +65,7 @@ cameras:
 
 
 def test_the_same_words_are_booleans_where_the_field_is_one(tmp_path: Path) -> None:
-    text = f"""\
-device_id: words
-models:
-  coco: {{path: {MODEL}}}
-cameras:
+    cameras = f"""\
   front:
     source: {{uri: {CLIP}, realtime: no, loop: yes}}
     detect: {{model: coco, motion: {{enabled: off}}}}
@@ -77,7 +74,7 @@ cameras:
     source: {{uri: {CLIP}}}
     detect: {{model: coco}}
 """
-    config = load(write(tmp_path, text), env={})
+    config = load(write(tmp_path, with_cameras(cameras)), env={})
     front = config.cameras["front"]
     assert front.source.realtime is False
     assert front.source.loop is True

@@ -12,7 +12,7 @@ import numpy as np
 from edged.config.camera import CameraConfig, SourceConfig
 from edged.config.geometry import is_relative, line_misses, polygon_misses
 from edged.config.root import Loc
-from edged.sources.capture import SourceError
+from edged.sources.capture import Decoded, SourceError
 from edged.sources.pyav import PyAVCapture
 
 
@@ -28,25 +28,28 @@ def first_frame_size(source: SourceConfig) -> tuple[int, int] | None:
     if not path.is_file():
         return None
     try:
-        capture = PyAVCapture(
-            str(path),
-            live=False,
-            open_timeout_s=source.open_timeout_s,
-            read_timeout_s=source.read_timeout_s,
-            stall_timeout_s=source.stall_timeout_s,
-        )
+        frame = first_frame(source, path)
     except SourceError:
         return None
-    try:
-        frame = capture.read()
-    except SourceError:
-        return None
-    finally:
-        capture.close()
     if frame is None:
         return None
     height, width = frame.to_bgr().shape[:2]
     return width, height
+
+
+def first_frame(source: SourceConfig, path: Path) -> Decoded | None:
+    """The file's first decoded frame (None: it has none); SourceError if it cannot be read."""
+    capture = PyAVCapture(
+        str(path),
+        live=False,
+        open_timeout_s=source.open_timeout_s,
+        read_timeout_s=source.read_timeout_s,
+        stall_timeout_s=source.stall_timeout_s,
+    )
+    try:
+        return capture.read()
+    finally:
+        capture.close()
 
 
 def frame_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from edged.config.camera import CameraConfig
 from edged.config.root import Loc
+from edged.service.check_frames import first_frame
 from edged.sources.capture import SourceError
-from edged.sources.pyav import PyAVCapture
 
 
 def source_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
@@ -26,21 +26,9 @@ def source_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
     if not path.is_file():
         return [(loc, f"{path} is not a file")]
     try:
-        capture = PyAVCapture(
-            str(path),
-            live=False,
-            open_timeout_s=source.open_timeout_s,
-            read_timeout_s=source.read_timeout_s,
-            stall_timeout_s=source.stall_timeout_s,
-        )
+        frame = first_frame(source, path)
     except SourceError as exc:
         return [(loc, str(exc))]
-    try:
-        frame = capture.read()
-    except SourceError as exc:
-        return [(loc, str(exc))]
-    finally:
-        capture.close()
     if frame is None:
         return [(loc, f"{path}: no decodable frame")]
     return []
