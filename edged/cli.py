@@ -21,6 +21,8 @@ from edged.service import logs
 from edged.service.check import load_checked
 
 EXIT_CONFIG = 2
+# the models shipped beside the package, in the checkout it runs from
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "engines"
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -150,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser(
         "models", parents=[common], help="list the models (with manifests) in a folder"
     )
-    models.add_argument("folder", nargs="?", default="engines", help="default: ./engines")
+    models.add_argument(
+        "folder", nargs="?", default=None, help=f"default: the shipped models ({SHIPPED_MODELS})"
+    )
     return parser
 
 
@@ -219,14 +223,14 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(folder: str) -> int:
-    from pathlib import Path
-
+def _models(folder: str | None) -> int:
     from edged.models.manifest import ModelError, load_manifest
 
-    paths = sorted(Path(folder).glob("*.onnx"))
+    # the shipped ones wherever it is run from (they were looked for in ./engines)
+    where = SHIPPED_MODELS if folder is None else Path(folder)
+    paths = sorted(where.glob("*.onnx"))
     if not paths:
-        print(f"error: no .onnx models in {folder}", file=sys.stderr)
+        print(f"error: no .onnx models in {where}", file=sys.stderr)
         return 1
     status = 0
     for path in paths:
