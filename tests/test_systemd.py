@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edged.config import load
 from edged.service.logs import JournalFormatter, to_journal
 from edged.service.progress import CameraProgress, ProgressMonitor
 from edged.service.systemd import Notifier, watchdog_interval
@@ -121,6 +122,7 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         "DeviceAllow=char-video4linux rw",
         "DeviceAllow=char-nvidia-frontend rw",
         "NoNewPrivileges=yes",
+        "EnvironmentFile=-/etc/edged/edged.env",
     ):
         assert re.search(rf"^{re.escape(needed)}", text, re.MULTILINE), needed
     # verify checks that ExecStart's binary exists: point it at one that does (the install
@@ -134,6 +136,35 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     bad.write_text(copy.read_text().replace("WatchdogSec=", "WatchdogSecs="))
     out = subprocess.run([analyze, "verify", str(bad)], capture_output=True, text=True)
     assert "Unknown key 'WatchdogSecs'" in out.stderr
+
+
+def test_the_example_service_config_checks_with_its_environment_file(tmp_path: Path) -> None:
+    """configs/edged.example.yaml as the install steps place it: paths pointed at the
+    checkout, secrets from an environment file such as /etc/edged/edged.env, state under
+    the state directory."""
+    example = (ROOT / "configs" / "edged.example.yaml").read_text()
+    placed = tmp_path / "edged.yaml"
+    placed.write_text(example.replace("../", f"{ROOT}/"))
+    env_file = tmp_path / "edged.env"
+    env_file.write_text("CAM_PASS=s3cret\nMQTT_PASSWORD=broker-pass\nCAM_HOST=10.0.0.7\n")
+    state = tmp_path / "state"
+    script = f"set -a; . {env_file}; exec {sys.executable} -m edged check {placed}"
+    out = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGED_STATE_DIR": str(state)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK (1 camera(s), 1 model(s))" in out.stdout
+    # the journal and snapshots go to the state directory, the only place the unit can write
+    config = load(placed, env={"EDGED_STATE_DIR": str(state), "CAM_PASS": "s3cret"})
+    assert config.journal.path.is_relative_to(state)
+    snapshots = config.cameras["entrance"].snapshots
+    assert snapshots is not None and snapshots.dir is not None
+    assert snapshots.dir.is_relative_to(state)
+    assert "s3cret@" in config.cameras["entrance"].source.uri
 
 
 # ---- sd_notify
