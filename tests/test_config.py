@@ -174,16 +174,16 @@ def test_names_that_become_topic_levels_are_checked(tmp_path: Path) -> None:
         load(path, env={})
 
 
+def edged(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edged", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
 @pytest.mark.parametrize("given", [True, False], ids=["the folder given", "run elsewhere"])
 def test_models_lists_the_shipped_models(tmp_path: Path, given: bool) -> None:
     # run from a folder with no engines/: without a folder it still finds the shipped ones
-    result = subprocess.run(
-        [sys.executable, "-m", "edged", "models", *([str(MODEL.parent)] if given else [])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    result = edged("models", *([str(MODEL.parent)] if given else []), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "nanodet-g-416.onnx: nanodet fp32 416x416" in result.stdout
     assert "nanodet-g-416-int8.onnx: nanodet int8 416x416" in result.stdout
@@ -191,12 +191,7 @@ def test_models_lists_the_shipped_models(tmp_path: Path, given: bool) -> None:
 
 
 def test_models_in_a_folder_without_any(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "edged", "models", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = edged("models", str(tmp_path))
     assert result.returncode == 1
     assert f"no .onnx models in {tmp_path}" in result.stderr
 
