@@ -74,7 +74,7 @@ def start_problems(config: Config, serving: Config | None = None) -> list[str]:
         found += tls_problems(config.mqtt.tls)
     found += port_problems(config, serving)
     for name, cam in config.cameras.items():
-        found += source_problems(name, cam)
+        found += source_problems(name, cam, decode=serving is None)
         found += frame_problems(name, cam)
     return [f"{place_of(config, loc)}: {FieldError(loc, message)}" for loc, message in found]
 

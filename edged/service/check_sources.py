@@ -13,7 +13,9 @@ from edged.service.check_frames import first_frame
 from edged.sources.capture import SourceError
 
 
-def source_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
+def source_problems(name: str, cam: CameraConfig, decode: bool = True) -> list[tuple[Loc, str]]:
+    """``decode``: also open the file and decode its first frame (not while cameras run: a
+    reload of a running daemon opening files beside its decoders hung in PyAV)."""
     source = cam.source
     if not cam.enabled or source.resolved_kind != "file":
         return []
@@ -25,6 +27,8 @@ def source_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
         return [(loc, f"file not found: {path}")]
     if not path.is_file():
         return [(loc, f"{path} is not a file")]
+    if not decode:
+        return []
     try:
         frame = first_frame(source, path)
     except SourceError as exc:
