@@ -22,6 +22,7 @@ from edged.service.reload import reload as reload_config
 from edged.service.reporter import ServiceReporter
 from edged.service.signals import Signals
 from edged.service.stats import Rates
+from edged.service.terminal import area_for
 from edged.web.observe import serve_http
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class StatusLine:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.tty = out.isatty()
+        # shared with the log handler of the same terminal (edged.service.logs.setup)
+        self.area = area_for(out) if self.tty else None
         self._last_log = 0.0
         self._last: dict[str, tuple[float, int]] = {}
 
@@ -88,18 +91,16 @@ class StatusLine:
         line = (
             " | ".join(parts) + f" | events {sink.total} | backlog {sink.journal.backlog()}{broker}"
         )
-        if self.tty:
-            self.out.write("\r\x1b[2K" + line)
-            self.out.flush()
+        if self.area is not None:
+            self.area.show(line)
         elif now - self._last_log >= LOG_STATUS_EVERY_S:
             self._last_log = now
             log.info("%s", line)
         return line
 
     def close(self) -> None:
-        if self.tty:
-            self.out.write("\n")
-            self.out.flush()
+        if self.area is not None:
+            self.area.close()
 
 
 def stats_event(

@@ -62,7 +62,11 @@ def to_journal(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
 
 
 def setup(level: str, stream: TextIO = sys.stderr) -> None:
-    handler = logging.StreamHandler(stream)
+    from edged.service.terminal import StatusAwareHandler, area_for
+
+    handler: logging.Handler = (
+        StatusAwareHandler(area_for(stream)) if stream.isatty() else logging.StreamHandler(stream)
+    )
     handler.setFormatter(
         JournalFormatter() if to_journal(stream) else RedactingFormatter(PLAIN_FORMAT)
     )
