@@ -83,7 +83,9 @@ def run_three_cameras(tmp_path: Path, max_batch: int) -> tuple[Pipeline, EventSi
                         "path": str(model),
                         "backend": "cpu",
                         "max_batch": max_batch,
-                        "batch_timeout_ms": 50,
+                        # long enough that a decoder starved by the inference threads on a
+                        # 2-core machine (decoders run at nice 5) still makes its camera's run
+                        "batch_timeout_ms": 250,
                     }
                 },
                 "cameras": {f"cam{i}": camera for i in range(3)},
