@@ -123,10 +123,10 @@ class MotionConfig(StrictModel):
     )
 
 
-# what a label with no floor in its model's manifest is detected with by default; MOT15's
-# people with the shipped NanoDet (benchmarks/eval_mot.py)
 # a line in pixels shorter than this was meant relative (see LineConfig)
 MIN_PIXEL_LINE = 4.0
+# what a label with no floor in its model's manifest is detected with by default; MOT15's
+# people with the shipped NanoDet (benchmarks/eval_mot.py)
 DEFAULT_MIN_SCORE = 0.35
 # tracker thresholds that follow a detection's floor: the ratios of ByteTrack's settings to
 # the floor that MOT15 was tuned at (0.5 and 0.6 over 0.35)

@@ -74,8 +74,9 @@ def start_problems(config: Config, serving: Config | None = None) -> list[str]:
         found += tls_problems(config.mqtt.tls)
     found += port_problems(config, serving)
     for name, cam in config.cameras.items():
-        found += source_problems(name, cam, decode=serving is None)
-        found += frame_problems(name, cam)
+        problems, size = source_problems(name, cam, decode=serving is None)
+        # a source that cannot run has no picture to place the geometry in
+        found += problems or frame_problems(name, cam, size)
     return [f"{place_of(config, loc)}: {FieldError(loc, message)}" for loc, message in found]
 
 

@@ -52,10 +52,13 @@ def first_frame(source: SourceConfig, path: Path) -> Decoded | None:
         capture.close()
 
 
-def frame_problems(name: str, cam: CameraConfig) -> list[tuple[Loc, str]]:
+def frame_problems(
+    name: str, cam: CameraConfig, size: tuple[int, int] | None = None
+) -> list[tuple[Loc, str]]:
+    """``size``: the picture's, when the caller decoded it already (else found here)."""
     if not cam.enabled or not (cam.zones or cam.lines):
         return []
-    size = first_frame_size(cam.source)
+    size = size or first_frame_size(cam.source)
     if size is None:
         return []
     width, height = size

@@ -12,27 +12,34 @@ from edged.config.root import Loc
 from edged.service.check_frames import first_frame
 from edged.sources.capture import SourceError
 
+Size = tuple[int, int]
 
-def source_problems(name: str, cam: CameraConfig, decode: bool = True) -> list[tuple[Loc, str]]:
-    """``decode``: also open the file and decode its first frame (not while cameras run: a
-    reload of a running daemon opening files beside its decoders hung in PyAV)."""
+
+def source_problems(
+    name: str, cam: CameraConfig, decode: bool = True
+) -> tuple[list[tuple[Loc, str]], Size | None]:
+    """The camera's source problems, and its picture's (width, height) when its first frame
+    was decoded. ``decode``: also open the file and decode that frame (not while cameras
+    run: a reload of a running daemon opening files beside its decoders hung in PyAV)."""
     source = cam.source
     if not cam.enabled or source.resolved_kind != "file":
-        return []
+        return [], None
     loc: Loc = ("cameras", name, "source", "uri")
     if source.network_address:
-        return [(loc, f"kind is file, but {source.uri} is a network address (kind: rtsp or auto)")]
+        why = f"kind is file, but {source.uri} is a network address (kind: rtsp or auto)"
+        return [(loc, why)], None
     path = Path(source.uri.removeprefix("file://"))
     if not path.exists():
-        return [(loc, f"file not found: {path}")]
+        return [(loc, f"file not found: {path}")], None
     if not path.is_file():
-        return [(loc, f"{path} is not a file")]
+        return [(loc, f"{path} is not a file")], None
     if not decode:
-        return []
+        return [], None
     try:
         frame = first_frame(source, path)
     except SourceError as exc:
-        return [(loc, str(exc))]
+        return [(loc, str(exc))], None
     if frame is None:
-        return [(loc, f"{path}: no decodable frame")]
-    return []
+        return [(loc, f"{path}: no decodable frame")], None
+    height, width = frame.to_bgr().shape[:2]
+    return [], (width, height)

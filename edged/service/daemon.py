@@ -68,10 +68,8 @@ class StatusLine:
     """A one-line live status on a terminal; a plain log line now and then otherwise."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
         # shared with the log handler of the same terminal (edged.service.logs.setup)
-        self.area = area_for(out) if self.tty else None
+        self.area = area_for(out) if out.isatty() else None
         self._last_log = 0.0
         self._last: dict[str, tuple[float, int]] = {}
 

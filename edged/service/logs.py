@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from edged.core.redact import redact_text
+from edged.service.terminal import StatusAwareHandler, area_for
 
 # sd-daemon.h: SD_ERR 3, SD_WARNING 4, SD_INFO 6, SD_DEBUG 7 (SD_CRIT 2 for CRITICAL)
 PRIORITY = {
@@ -62,8 +63,6 @@ def to_journal(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
 
 
 def setup(level: str, stream: TextIO = sys.stderr) -> None:
-    from edged.service.terminal import StatusAwareHandler, area_for
-
     handler: logging.Handler = (
         StatusAwareHandler(area_for(stream)) if stream.isatty() else logging.StreamHandler(stream)
     )
