@@ -378,6 +378,7 @@ def _check_or_run(args: argparse.Namespace, signals: Any) -> int:
         return 0
     from edged.outputs.journal import JournalError
     from edged.service.daemon import run
+    from edged.web.config_save import ConfigFile
 
     try:
         return run(
@@ -386,6 +387,10 @@ def _check_or_run(args: argparse.Namespace, signals: Any) -> int:
             signals=signals,
             # the running daemon holds its own HTTP ports: a reload does not bind them again
             reload=lambda: load_checked(args.config, args.overrides, serving=config),
+            config_file=ConfigFile(
+                Path(args.config),
+                lambda path: load_checked(path, args.overrides, serving=config),
+            ),
         )
     except JournalError as exc:
         logging.getLogger("edged").error("%s", exc)

@@ -31,7 +31,7 @@ from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.service.daemon import stats_event
 from edged.service.stats import Rates
-from edged.web.annotate import LINE, ZONE, LineView, ZoneView, annotate
+from edged.web.annotate import LINE, ZONE, Layers, LineView, ZoneView, annotate
 from edged.web.metrics import PipelineCollector
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, Subscriber, free_port
@@ -262,7 +262,9 @@ def test_debug_view_serves_annotated_jpeg_and_mjpeg(tmp_path: Path) -> None:
     try:
         assert daemon.wait_for(processed_at_least(2), 60), daemon.stderr
         status, page = get(f"{base}/")
-        assert status == 200 and b"/cameras/cam/stream.mjpeg" in page
+        assert status == 200 and b'data-page="grid"' in page
+        status, state = get(f"{base}/api/state")
+        assert status == 200 and list(json.loads(state)["cameras"]) == ["cam"]
         assert get(f"{base}/cameras/nope/latest.jpg")[0] == 404
         status, jpeg = get(f"{base}/cameras/cam/latest.jpg")
         assert status == 200
@@ -274,9 +276,16 @@ def test_debug_view_serves_annotated_jpeg_and_mjpeg(tmp_path: Path) -> None:
         line = np.array(LINE_POINTS) * size
         for path, color in ((zone, ZONE), (line, LINE)):
             rows, cols = along(path)
-            # drawn in the view, not in the picture itself
-            assert near(image[rows, cols], color) > 0.9, color
+            # drawn in the view (labels cover some of it), not in the picture itself
+            assert near(image[rows, cols], color) > 0.8, color
             assert near(raw[rows, cols], color) < 0.1, color
+        # the editor's still: nothing drawn; an overlay toggle leaves the zones out
+        for query, zone_drawn, line_drawn in (("raw=1", False, False), ("zones=0", False, True)):
+            status, jpeg = get(f"{base}/cameras/cam/latest.jpg?{query}")
+            picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            for path, color, drawn in ((zone, ZONE, zone_drawn), (line, LINE, line_drawn)):
+                rows, cols = along(path)
+                assert (near(picture[rows, cols], color) > 0.8) is drawn, (query, color)
         parts = mjpeg_parts(f"{base}/cameras/cam/stream.mjpeg", 2)
         pictures = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
         assert all(p is not None and p.shape == raw.shape for p in pictures)
@@ -298,7 +307,7 @@ def test_annotation_draws_boxes_with_track_ids_and_leaves_the_frame_alone() -> N
     )
     tracked = TrackedFrame("cam", 0.0, 0.0, objects, [], ["person"])
     zone = ZoneView("plaza", np.array([[400, 300], [600, 300], [600, 450]], float), {"person": 2})
-    line = LineView("gate", (50.0, 500.0), (700.0, 500.0), 3, 1)
+    line = LineView("gate", (50.0, 500.0), (700.0, 500.0), 3, 1, (0.0, -1.0))
     out = annotate(raw, tracked, [zone], [line], "cam #0")
     assert np.array_equal(raw, before)
     assert out.shape == raw.shape
@@ -310,6 +319,28 @@ def test_annotation_draws_boxes_with_track_ids_and_leaves_the_frame_alone() -> N
     assert near(out[185:198, 105:170].reshape(-1, 3), box_color, 30) > 0.3
     rows, cols = along(np.array([[50, 500], [700, 500]], float))
     assert near(out[rows, cols], LINE, 30) > 0.9
+    # the arrow to the in side: up from the middle of the line (in_side is (0, -1))
+    assert near(out[460:490, 375].reshape(-1, 3), LINE, 30) > 0.8
+    assert near(out[510:540, 375].reshape(-1, 3), LINE, 30) < 0.2
+    hidden = annotate(raw, tracked, [zone], [line], layers=Layers(boxes=False, lines=False))
+    assert near(hidden[250:390, 100], box_color, 30) < 0.1
+    assert near(hidden[rows, cols], LINE, 30) < 0.1
+
+
+def test_labels_of_boxes_at_one_place_are_stacked_not_drawn_over_each_other() -> None:
+    raw = raw_first_frame()
+    objects = Detections(
+        xyxy=np.array([[100, 200, 180, 400], [100, 200, 180, 400]], np.float32),
+        score=np.array([0.9, 0.8], np.float32),
+        class_id=np.array([0, 0], np.int32),
+        track_id=np.array([1, 2]),
+    )
+    tracked = TrackedFrame("cam", 0.0, 0.0, objects, [], ["person"])
+    out = annotate(raw, tracked)
+    first, second = PALETTE[1], PALETTE[2]
+    # the first label above the box; the second moved below it, not over it
+    assert near(out[185:198, 105:170].reshape(-1, 3), first, 30) > 0.3
+    assert near(out[200:214, 105:170].reshape(-1, 3), second, 30) > 0.3
 
 
 def test_latency_buckets_are_cumulative_and_percentiles_exact() -> None:

@@ -101,6 +101,12 @@ class Line:
         self._published = False
 
     @property
+    def in_side(self) -> tuple[float, float]:
+        """The unit vector, in pixels, that an object moves along when it counts as ``in``."""
+        nx, ny = -self.d[1] / self._length, self.d[0] / self._length
+        return (float(self._in_sign * nx), float(self._in_sign * ny))
+
+    @property
     def pending(self) -> bool:
         """A crossing waits for its cancel window to pass."""
         return bool(self._pending)

@@ -86,6 +86,13 @@ def text(
     cv2.putText(image, words, point(at), FONT, scale, color, thickness, _line_type(smooth))
 
 
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def label(
     image: np.ndarray,
     words: str,
@@ -94,12 +101,28 @@ def label(
     scale: float,
     thickness: int,
     below: bool = False,
+    taken: list[Rect] | None = None,
 ) -> None:
     """``words`` on a filled box of ``color``, above ``at`` (below it when asked, or when
-    there is no room above); kept inside the picture's width."""
+    there is no room above); kept inside the picture's width. With ``taken`` (the boxes of
+    labels drawn before), the box moves down until it covers none of them, and is added."""
     (tw, th), base = cv2.getTextSize(words, FONT, scale, thickness)
     x = min(max(at[0], 0), max(image.shape[1] - tw - 4, 0))
     top = at[1] if below or at[1] - th - base - 4 < 0 else at[1] - th - base - 4
-    cv2.rectangle(image, (x, top), (x + tw + 4, top + th + base + 4), color, cv2.FILLED)
+    height = th + base + 4
+    if taken is not None:
+        bottom = max(image.shape[0] - height, 0)
+        for _ in range(len(taken) + 1):
+            rect = (x, top, x + tw + 4, top + height)
+            hit = next((r for r in taken if _overlaps(rect, r)), None)
+            if hit is None or hit[3] > bottom:
+                break
+            top = hit[3]
+        taken.append((x, top, x + tw + 4, top + height))
+    cv2.rectangle(image, (x, top), (x + tw + 4, top + height), color, cv2.FILLED)
     ink = BLACK if sum(color) > 380 else WHITE  # dark text on a light fill
     text(image, words, (x + 2, top + th + 2), ink, scale, thickness)
+
+
+def arrow(image: np.ndarray, start: Point, end: Point, color: Color, thickness: int) -> None:
+    cv2.arrowedLine(image, point(start), point(end), color, thickness, cv2.LINE_AA, tipLength=0.3)

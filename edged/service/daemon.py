@@ -23,6 +23,7 @@ from edged.service.reporter import ServiceReporter
 from edged.service.signals import Signals
 from edged.service.stats import Rates
 from edged.service.terminal import area_for
+from edged.web.config_save import ConfigFile
 from edged.web.observe import serve_http
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,12 @@ def run(
     stderr: TextIO = sys.stderr,
     signals: Signals | None = None,
     reload: Callable[[], Config] | None = None,
+    config_file: ConfigFile | None = None,
 ) -> int:
     """Run until every source has ended or SIGINT/SIGTERM; SIGHUP applies ``reload()``'s
     config (see ``edged.service.reload``). ``signals``: handlers installed by the caller
-    (before the config was loaded); None installs them now. Returns the exit code."""
+    (before the config was loaded); None installs them now. ``config_file``: where the
+    console's editor saves (its reload is this run's SIGHUP). Returns the exit code."""
     signals = signals or Signals().install()
     if signals.stop.is_set():
         log.info("stopped before the cameras started")
@@ -152,7 +155,7 @@ def run(
         sink.image_listeners.append(publisher.publish_image)
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
-    servers = serve_http(config, pipeline, sink, publisher)
+    servers = serve_http(config, pipeline, sink, publisher, config_file, signals.request_reload)
     if publisher is not None:
         publisher.start()
     pipeline.start()

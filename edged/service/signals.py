@@ -30,6 +30,11 @@ class Signals:
         log.debug("signal handlers installed")
         return self
 
+    def request_reload(self) -> None:
+        """What SIGHUP does, asked from inside (the console's editor after a save)."""
+        self.hup.set()
+        self.wake.set()
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             log.info("received SIGHUP, reloading the config")

@@ -1,5 +1,6 @@
 """Draws what a camera's analytics see onto a copy of its frame: boxes with track ids and
-labels, zones with their occupancy, lines with their counts."""
+labels, zones with their occupancy, lines with their counts and an arrow to their ``in`` side;
+labels are moved so that none covers another."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ class LineView:
     p1: tuple[float, float]
     totals_in: int
     totals_out: int
+    in_side: tuple[float, float]  # unit vector: where an object goes when it counts as in
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """What the picture shows (the console's overlay toggles)."""
+
+    boxes: bool = True
+    zones: bool = True
+    lines: bool = True
+
+
+EVERYTHING = Layers()
 
 
 def annotate(
@@ -39,32 +53,43 @@ def annotate(
     zones: Sequence[ZoneView] = (),
     lines: Sequence[LineView] = (),
     header: str = "",
+    layers: Layers = EVERYTHING,
 ) -> np.ndarray:
     """A new picture; ``image`` is left as it is (the pipeline may still hold it)."""
     out = image.copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 300))
     scale = max(0.4, min(h, w) / 1100)
+    taken: list[draw.Rect] = []
+    if header:
+        draw.label(out, header, (0, 0), HEADER, scale, thick, below=True, taken=taken)
+    zones = zones if layers.zones else ()
+    lines = lines if layers.lines else ()
     if zones:
         draw.shade(out, [zone.polygon for zone in zones], ZONE, 0.2)
     for zone in zones:
         draw.polygon(out, zone.polygon, ZONE, thick + 1)
         occupancy = ", ".join(f"{n} {label}" for label, n in zone.counts.items()) or "empty"
         x, y = zone.polygon.min(axis=0)
-        draw.label(out, f"{zone.name}: {occupancy}", (int(x), int(y)), ZONE, scale, thick)
+        at = (int(x), int(y))
+        draw.label(out, f"{zone.name}: {occupancy}", at, ZONE, scale, thick, taken=taken)
     for line in lines:
         p0, p1 = draw.point(line.p0), draw.point(line.p1)
         draw.line(out, p0, p1, LINE, thick + 1)
         mid = ((p0[0] + p1[0]) // 2, (p0[1] + p1[1]) // 2)
+        reach = max(12.0, min(h, w) / 12)
+        tip = (mid[0] + line.in_side[0] * reach, mid[1] + line.in_side[1] * reach)
+        draw.arrow(out, mid, tip, LINE, thick + 1)
         text = f"{line.name}: in {line.totals_in} out {line.totals_out}"
-        draw.label(out, text, mid, LINE, scale, thick)
+        # a quarter along, clear of the arrow at the middle
+        at = ((3 * p0[0] + p1[0]) // 4, (3 * p0[1] + p1[1]) // 4)
+        draw.label(out, text, at, LINE, scale, thick, taken=taken)
     objects = tracked.objects
-    for i in range(len(objects)):
+    for i in range(len(objects) if layers.boxes else 0):
         tid = -1 if objects.track_id is None else int(objects.track_id[i])
         color = draw.track_color(tid)
         draw.box(out, objects.xyxy[i], color, thick)
         text = f"#{tid} {tracked.label(i)} {float(objects.score[i]):.2f}"
-        draw.label(out, text, draw.point(objects.xyxy[i][:2]), color, scale, thick)
-    if header:
-        draw.label(out, header, (0, 0), HEADER, scale, thick, below=True)
+        at = draw.point(objects.xyxy[i][:2])
+        draw.label(out, text, at, color, scale, thick, taken=taken)
     return out

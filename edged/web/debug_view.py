@@ -1,24 +1,43 @@
-"""The debug view's pages: an index, each camera's latest annotated frame as JPEG, and an
-MJPEG stream of them. A frame is drawn only when asked for, from the latest frame and tracks
-the analytics keep by reference, so nobody watching costs nothing."""
+"""The console's pictures: each camera's latest annotated frame as JPEG (or its raw still, for
+the editor), and an MJPEG stream of them. A frame is drawn only when asked for, from the
+latest frame and tracks the analytics keep by reference, so nobody watching costs nothing.
+A camera without a frame answers with a placeholder that says why (no signal, reconnecting
+and the reason), never with silence."""
 
 from __future__ import annotations
 
-import html
 import threading
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
 from edged.camera.analytics import CameraAnalytics
 from edged.core.frame import Frame
+from edged.core.redact import redact_text
 from edged.pipeline import Pipeline
 from edged.pipeline.camera import CameraRuntime
-from edged.web.annotate import LineView, ZoneView, annotate
+from edged.web.annotate import EVERYTHING, Layers, LineView, ZoneView, annotate
+from edged.web.health import camera_health
+from edged.web.placeholder import placeholder
 from edged.web.server import Request
 
 BOUNDARY = "edgedframe"
+# a placeholder part is sent again this often, so a viewer sees a changed reason
+PLACEHOLDER_EVERY_S = 1.0
+
+
+def layers(query: str) -> tuple[Layers, bool]:
+    """The overlay toggles of a picture's URL (``?boxes=0&zones=0&lines=0``), and whether
+    it asks for the raw still (``?raw=1``: nothing drawn)."""
+    q = parse_qs(query)
+
+    def on(name: str) -> bool:
+        return q.get(name, ["1"])[-1] not in ("0", "false", "off")
+
+    raw = q.get("raw", ["0"])[-1] in ("1", "true", "on")
+    return Layers(boxes=on("boxes"), zones=on("zones"), lines=on("lines")), raw
 
 
 class DebugView:
@@ -26,70 +45,76 @@ class DebugView:
         self.pipeline = pipeline
         self.jpeg_quality = jpeg_quality
         self.period_s = 1.0 / stream_fps
-        # per camera: the frame last drawn and its JPEG, shared by everyone watching
-        self._drawn: dict[str, tuple[Frame, bytes]] = {}
+        # per camera and way of drawing: the frame last drawn and its JPEG, shared by
+        # everyone watching
+        self._drawn: dict[tuple[str, Layers, bool], tuple[Frame, bytes]] = {}
         self._lock = threading.Lock()
 
     def route(self, req: Request, path: str) -> bool:
-        if path in ("/", "/cameras", "/cameras/"):
-            req.send(200, "text/html; charset=utf-8", self.index().encode())
-            return True
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "cameras":
             return False
         _, camera, page = parts
         if page not in ("latest.jpg", "stream.mjpeg"):
             return False
-        if camera not in self.pipeline.cameras:
+        config = self.pipeline.config.cameras.get(camera)
+        if config is None or not config.enabled:
             req.send(404, "text/plain; charset=utf-8", f"no camera {camera!r}\n".encode())
-        elif page == "latest.jpg":
-            jpeg = self.jpeg(camera)
+            return True
+        shown, raw = layers(urlsplit(req.path).query)
+        if page == "latest.jpg":
+            jpeg = self.jpeg(camera, shown, raw)
             if jpeg is None:
-                req.send(503, "text/plain; charset=utf-8", b"no frame processed yet\n")
+                req.send(200, "image/jpeg", self.waiting(camera))
             else:
                 req.send(200, "image/jpeg", jpeg)
         else:
-            self.stream(req, camera)
+            self.stream(req, camera, shown, raw)
         return True
 
-    def index(self) -> str:
-        items = "\n".join(
-            f'<li><a href="/cameras/{n}/stream.mjpeg">{n}</a> '
-            f'(<a href="/cameras/{n}/latest.jpg">latest frame</a>)<br>'
-            f'<img src="/cameras/{n}/stream.mjpeg" width="640" alt="{n}"></li>'
-            for n in (html.escape(name, quote=True) for name in self.pipeline.cameras)
-        )
-        return (
-            "<!doctype html><meta charset=utf-8><title>edged cameras</title>"
-            f"<h1>{html.escape(self.pipeline.config.device_id)}</h1><ul>{items}</ul>"
-        )
+    def waiting(self, camera: str) -> bytes:
+        """The placeholder of a camera with no frame to show, saying why."""
+        cam = self.pipeline.cameras.get(camera)
+        if cam is None:
+            return placeholder(camera, "not running", "it could not start: see the log")
+        h = camera_health(cam, stale_s=float("inf"))
+        if h.state == "streaming":
+            return placeholder(camera, "waiting for the first frame", "")
+        title = "ended" if h.state == "ended" else "no signal"
+        return placeholder(camera, title, redact_text(h.reason))
 
-    def jpeg(self, camera: str) -> bytes | None:
-        """The newest processed frame, annotated; None before the first one."""
-        cam = self.pipeline.cameras[camera]
-        latest = cam.analytics.latest
-        if latest is None:
+    def jpeg(self, camera: str, shown: Layers = EVERYTHING, raw: bool = False) -> bytes | None:
+        """The newest processed frame, annotated with ``shown`` (or nothing drawn: ``raw``);
+        None before the first one, or when the camera is not running."""
+        cam = self.pipeline.cameras.get(camera)
+        latest = None if cam is None else cam.analytics.latest
+        if cam is None or latest is None:
             return None
         frame, tracked = latest
+        key = (camera, shown, raw)
         with self._lock:
-            drawn = self._drawn.get(camera)
+            drawn = self._drawn.get(key)
             if drawn is not None and drawn[0] is frame:
                 return drawn[1]
         frame, picture = private_picture(cam, frame)
-        fps = cam.process_rate.rate()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.wall_ts))
-        header = f"{camera}  #{frame.seq}  {stamp}  {len(tracked.objects)} tracks  {fps:.1f} fps"
-        zones, lines = views(cam.analytics)
-        image = annotate(picture, tracked, zones, lines, header)
+        if raw:
+            image = picture
+        else:
+            fps = cam.process_rate.rate()
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.wall_ts))
+            objects = len(tracked.objects)
+            header = f"{camera}  #{frame.seq}  {stamp}  {objects} tracks  {fps:.1f} fps"
+            zones, lines = views(cam.analytics)
+            image = annotate(picture, tracked, zones, lines, header, shown)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise RuntimeError(f"{camera}: JPEG encoding failed")
         jpeg = buf.tobytes()
         with self._lock:
-            self._drawn[camera] = (frame, jpeg)
+            self._drawn[key] = (frame, jpeg)
         return jpeg
 
-    def stream(self, req: Request, camera: str) -> None:
+    def stream(self, req: Request, camera: str, shown: Layers, raw: bool) -> None:
         """multipart/x-mixed-replace, one part per new frame, at most ``stream_fps``, until
         the viewer leaves or the server closes."""
         req.send_response(200)
@@ -99,9 +124,12 @@ class DebugView:
         req.end_headers()
         req.close_connection = True
         sent: bytes | None = None
+        waited = -float("inf")
         stopping = req.server.stopping
         while not stopping.is_set():
-            jpeg = self.jpeg(camera)
+            jpeg = self.jpeg(camera, shown, raw)
+            if jpeg is None and time.monotonic() - waited >= PLACEHOLDER_EVERY_S:
+                jpeg, waited = self.waiting(camera), time.monotonic()
             if jpeg is not None and jpeg is not sent:
                 part = (
                     f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
@@ -146,6 +174,7 @@ def views(analytics: CameraAnalytics) -> tuple[list[ZoneView], list[LineView]]:
                 (float(p1[0]), float(p1[1])),
                 sum(dict(ln.totals["in"]).values()),
                 sum(dict(ln.totals["out"]).values()),
+                ln.in_side,
             )
         )
     return zones, lines

@@ -53,6 +53,12 @@ class Request(BaseHTTPRequestHandler):
             self.server.unwatch(self.connection)
 
     def do_GET(self) -> None:
+        self._answer(self.server.routes)
+
+    def do_POST(self) -> None:
+        self._answer(self.server.post_routes)
+
+    def _answer(self, routes: Sequence[Route]) -> None:
         self.server.unwatch(self.connection)
         parts = urlsplit(self.path)
         path = unquote(parts.path)
@@ -66,16 +72,47 @@ class Request(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if self.command == "POST" and (why := self._refused_post()) is not None:
+            self.close_connection = True  # its body, if any, is not read
+            self.send(403, "text/plain; charset=utf-8", f"{why}\n".encode())
+            return
         try:
-            for route in self.server.routes:
+            for route in routes:
                 if route(self, path):
                     return
         except Exception:
             # a bug in one page must not look like a dead server; the traceback is logged
-            log.exception("HTTP GET %s failed", path)
+            log.exception("HTTP %s %s failed", self.command, path)
             self.send(500, "text/plain; charset=utf-8", b"internal error, see the log\n")
             return
         self.send("404 Not Found", "text/plain; charset=utf-8", f"no such page: {path}\n".encode())
+
+    def _refused_post(self) -> str | None:
+        """A change is taken only as JSON from a page of this server: a page elsewhere can
+        make a browser post a form here (with its cookies or login), but not JSON, and its
+        Origin names the other site."""
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return "a change must be sent as application/json"
+        origin = self.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
+            return f"a change from another site ({origin}) is refused"
+        return None
+
+    def body(self, limit: int = 1 << 20) -> bytes | None:
+        """The request's body, or None (answered 411/413) when it has no length or a larger
+        one than ``limit``."""
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            self.send(411, "text/plain; charset=utf-8", b"Content-Length required\n")
+            return None
+        if not 0 <= length <= limit:
+            self.close_connection = True
+            self.send(413, "text/plain; charset=utf-8", f"at most {limit} bytes\n".encode())
+            return None
+        return self.rfile.read(length)
 
     def send(self, status: str | int, content_type: str, body: bytes) -> None:
         code = int(str(status).split()[0])
@@ -100,10 +137,16 @@ class WebServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, host: str, port: int, routes: Sequence[Route], access: HttpConfig | None = None
+        self,
+        host: str,
+        port: int,
+        routes: Sequence[Route],
+        access: HttpConfig | None = None,
+        post_routes: Sequence[Route] = (),
     ) -> None:
         super().__init__((host, port), Request)
         self.routes = list(routes)
+        self.post_routes = list(post_routes)
         self.access = access or HttpConfig(host=host, insecure=True)
         self.stopping = threading.Event()
         self.busy = self.expired = self.denied = 0
