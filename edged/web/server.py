@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,6 +34,22 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 21\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections\n"
 )
+
+
+COOKIE = "edged_token"
+
+
+def _cookie(header: str | None) -> str | None:
+    """The token cookie's value in a Cookie header."""
+    if not header:
+        return None
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE)
+    return None if morsel is None else morsel.value
 
 
 class Request(BaseHTTPRequestHandler):
@@ -62,7 +79,8 @@ class Request(BaseHTTPRequestHandler):
         self.server.unwatch(self.connection)
         parts = urlsplit(self.path)
         path = unquote(parts.path)
-        if not self.server.allows(self.headers.get("Authorization"), parts.query):
+        cookie = _cookie(self.headers.get("Cookie"))
+        if not self.server.allows(self.headers.get("Authorization"), parts.query, cookie):
             self.server.denied += 1
             self.send_response(401)
             self.send_header("WWW-Authenticate", self.server.challenge)
@@ -72,6 +90,10 @@ class Request(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        # a page opened with ?token= gets it as a cookie too, so that its scripts, styles
+        # and pictures (which cannot send a header) are let in; SameSite keeps it from
+        # requests that other sites' pages make
+        self.give_cookie = "token=" in parts.query and cookie is None
         if self.command == "POST" and (why := self._refused_post()) is not None:
             self.close_connection = True  # its body, if any, is not read
             self.send(403, "text/plain; charset=utf-8", f"{why}\n".encode())
@@ -113,6 +135,17 @@ class Request(BaseHTTPRequestHandler):
             self.send(413, "text/plain; charset=utf-8", f"at most {limit} bytes\n".encode())
             return None
         return self.rfile.read(length)
+
+    give_cookie = False
+
+    def end_headers(self) -> None:
+        token = self.server.access.token
+        if self.give_cookie and token is not None:
+            self.send_header(
+                "Set-Cookie",
+                f"{COOKIE}={token.get_secret_value()}; Path=/; HttpOnly; SameSite=Strict",
+            )
+        super().end_headers()
 
     def send(self, status: str | int, content_type: str, body: bytes) -> None:
         code = int(str(status).split()[0])
@@ -175,9 +208,10 @@ class WebServer(ThreadingHTTPServer):
 
     # -- who may ask ------------------------------------------------------------------------
 
-    def allows(self, authorization: str | None, query: str) -> bool:
-        """No credentials configured: everyone. Otherwise the token (as a bearer, or
-        ``?token=`` for a browser's <img>) or the basic-auth login."""
+    def allows(self, authorization: str | None, query: str, cookie: str | None = None) -> bool:
+        """No credentials configured: everyone. Otherwise the token (as a bearer,
+        ``?token=`` for a browser's <img>, or the cookie a page opened with it got) or the
+        basic-auth login."""
         if self._token is None and self._basic is None:
             return True
         scheme, _, value = (authorization or "").partition(" ")
@@ -185,6 +219,7 @@ class WebServer(ThreadingHTTPServer):
         if self._token is not None:
             offered = [value] if scheme.lower() == "bearer" else []
             offered += parse_qs(query).get("token", [])
+            offered += [] if cookie is None else [cookie]
             if any(hmac.compare_digest(o.encode(), self._token) for o in offered):
                 return True
         if self._basic is not None and scheme.lower() == "basic":
