@@ -16,8 +16,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .PHONY: setup system-deps demo test lint clean
 
-# Debian/Ubuntu packages: a Python that can make venvs, Mosquitto (broker and clients), and
-# GStreamer's RTSP server with the system Python's bindings (the tests' RTSP camera).
+# Debian/Ubuntu packages: a Python that can make venvs, Mosquitto (broker and clients),
+# GStreamer's RTSP server with the system Python's bindings (the tests' RTSP camera), and
+# Chromium with its driver (the tests' browser for the web console).
 GST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 system-deps:
 	@missing=()
@@ -32,6 +33,13 @@ system-deps:
 	  echo "installing Debian packages: $${missing[*]}"
 	  $(SUDO) apt-get update -qq
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+	fi
+	# Ubuntu ships Chromium as a snap only: there the console's browser tests skip, saying so
+	if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+	  echo "installing Debian packages: chromium chromium-driver"
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver; } \
+	    || echo "chromium could not be installed; the web console's browser tests will skip"
 	fi
 
 $(BIN)/edged: pyproject.toml | system-deps
