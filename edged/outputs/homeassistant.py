@@ -1,8 +1,9 @@
 """Home Assistant MQTT discovery: one HA device per edged, entities on edged's own topics.
 
 Sensors for zone occupancy and line totals, binary sensors for zone presence, camera status
-and alerts; every entity is tied to edged's ``availability`` topic, so it goes unavailable
-when the daemon stops or dies (last will). The configs are retained and sent on each connect.
+and alerts (on while any alert of the kind is active); every entity is tied to edged's
+``availability`` topic, so it goes unavailable when the daemon stops or dies (last will).
+The configs are retained and sent on each connect.
 """
 
 from __future__ import annotations
@@ -12,22 +13,8 @@ from typing import Any
 
 from edged import __version__
 from edged.config import Config
-from edged.config.camera import CameraConfig
+from edged.config.camera import alert_kinds
 from edged.core import topics
-
-
-def alert_kinds(camera: CameraConfig) -> list[str]:
-    """The alerts the camera can raise (topic ``<camera>/alerts/<kind>``): its zones' and
-    its scene preset's."""
-    kinds: set[str] = set()
-    for zone in camera.zones.values():
-        if zone.loiter_s is not None:
-            kinds.add("loitering")
-        if zone.crowd_threshold is not None:
-            kinds.add("crowding")
-    if camera.scene is not None:
-        kinds.update(camera.scene.alerts)
-    return sorted(kinds)
 
 
 def discovery(config: Config) -> list[tuple[str, str]]:
@@ -107,12 +94,19 @@ def discovery(config: Config) -> list[tuple[str, str]]:
                     unit_of_measurement="objects",
                 )
         for kind in alert_kinds(cam):
+            # the count of active alerts, not the latest alert message: with three vehicles
+            # speeding and one gone, the latest says "end" while two still are
+            active = topics.alerts_active(cam_name, kind)
             entity(
                 "binary_sensor",
                 f"{cam_name}_{kind}",
                 f"{cam_name} {kind.replace('_', ' ')}",
-                topics.alerts(cam_name, kind),
+                active,
                 device_class="problem",
-                value_template="{{ 'ON' if value_json.state == 'start' else 'OFF' }}",
+                value_template="{{ 'ON' if value_json.active > 0 else 'OFF' }}",
+                json_attributes_topic=f"{base}/{active}",
+                json_attributes_template=(
+                    "{{ {'active': value_json.active, 'alerts': value_json.alerts} | tojson }}"
+                ),
             )
     return out

@@ -1,0 +1,145 @@
+"""Home Assistant discovery against a real Mosquitto: alert sensors that count the active
+alerts of their kind (their templates rendered with Jinja2, as HA does), entities cleared when
+a reload drops them, and the scene presets' entities on topics edged really publishes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from edged.analytics.alerts import ActiveAlerts, Alerts
+from edged.config import Config, load
+from edged.config.camera import alert_kinds
+from edged.config.events import JournalConfig
+from edged.core.event import Event
+from edged.outputs.homeassistant import discovery
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.sink import EventSink
+from tests.mqtt_helpers import Broker, Subscriber
+from tests.paths import CLIP, MODEL
+from tests.schema import validator
+
+SQUARE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+TOP = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, 0.5]]
+WAIT = 60.0  # model load and inference on 2 shared cores
+
+
+def render(template: str, payload: dict[str, Any]) -> str:
+    """``template`` as Home Assistant renders it for an MQTT message: Jinja2 with the payload
+    as ``value_json`` and HA's ``tojson`` filter."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["tojson"] = json.dumps
+    return env.from_string(template).render(value_json=payload)
+
+
+def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "edged.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def by_unique_id(config: Config) -> dict[str, dict[str, Any]]:
+    return {c["unique_id"]: c for c in (json.loads(p) for _, p in discovery(config))}
+
+
+def traffic_camera() -> dict[str, Any]:
+    return {
+        "source": {"uri": str(CLIP)},
+        "detect": {"model": "coco"},
+        "scene": {
+            "preset": "traffic",
+            "calibration": {"image": SQUARE, "ground": [[0, 0], [30, 0], [30, 20], [0, 20]]},
+            "lanes": {"east": {"polygon": SQUARE, "direction": "left_to_right"}},
+            "speed_limit": 50,
+        },
+    }
+
+
+def test_an_alert_sensor_stays_on_while_any_alert_of_its_kind_is_active(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    data = {
+        "device_id": "box",
+        "mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port},
+        "journal": {"path": str(tmp_path / "events.db")},
+        "homeassistant": {},
+        "models": {"coco": {"path": str(MODEL), "backend": "cpu"}},
+        "cameras": {"street": traffic_camera()},
+    }
+    config = load(write_config(tmp_path, data))
+    assert config.mqtt is not None
+    sensor = by_unique_id(config)["edged_box_street_speeding"]
+    assert sensor["state_topic"] == "edged/box/street/alerts/speeding/active"
+    assert sensor["json_attributes_topic"] == sensor["state_topic"]
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"))
+    sink = EventSink(journal)
+    publisher = MqttPublisher(config.mqtt, "box", journal, discovery(config))
+    alerts = Alerts("street")
+    active = ActiveAlerts("street", alert_kinds(config.cameras["street"]))
+    emitted: list[Event] = []
+
+    def speeding(vehicle: str, on: bool, t: float) -> None:
+        events = active.follow(alerts.update("speeding", vehicle, on, t, 1000.0 + t))
+        emitted.extend(events)
+        sink.emit(events)
+
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, sensor["state_topic"]) as sub:
+
+        def active_now() -> int | None:
+            states = sub.json()
+            return states[-1]["active"] if states else None
+
+        publisher.start()
+        try:
+            assert publisher.wait_connected(10)
+            start = active.follow([])  # as a camera starts: none active, whatever was retained
+            emitted.extend(start)
+            sink.emit(start)
+            assert sub.wait_for(lambda: active_now() == 0, 10)
+            for i, vehicle in enumerate(("car-1", "car-2", "car-3")):
+                speeding(vehicle, True, float(i))
+            assert sub.wait_for(lambda: active_now() == 3, 10)
+            speeding("car-2", False, 3.0)
+            # the latest alert message says "end"; two are still speeding
+            assert sub.wait_for(lambda: active_now() == 2, 10)
+            state = sub.json()[-1]
+            assert render(sensor["value_template"], state) == "ON"
+            attributes = json.loads(render(sensor["json_attributes_template"], state))
+            assert attributes["active"] == 2
+            assert [a["subject"] for a in attributes["alerts"]] == ["car-1", "car-3"]
+            speeding("car-1", False, 4.0)
+            speeding("car-3", False, 5.0)
+            assert sub.wait_for(lambda: active_now() == 0, 10)
+            assert render(sensor["value_template"], sub.json()[-1]) == "OFF"
+            assert all(m.retain is False for m in sub.messages)  # live, as sent
+        finally:
+            publisher.stop()
+            journal.close()
+    # retained: Home Assistant starting later reads the count
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, sensor["state_topic"]) as late:
+        assert late.wait_for(lambda: len(late.messages) == 1, 5)
+        assert late.messages[0].retain and late.json()[0]["active"] == 0
+    check = validator()
+    for i, event in enumerate(emitted, start=1):
+        check.validate(json.loads(event.to_json("box")) | {"seq": i})
+
+
+def test_the_alert_counts_follow_every_alert_source_of_a_camera() -> None:
+    """A zone's and a scene's alerts of one kind are counted together, each by its id."""
+    zone_alerts, scene_alerts = Alerts("cam"), Alerts("cam")
+    active = ActiveAlerts("cam", ["loitering"])
+    assert [(e.kind, e.payload["active"]) for e in active.follow([])] == [("alerts_active", 0)]
+    assert active.follow([]) == []  # nothing changed, nothing said
+    events = zone_alerts.update("loitering", "plaza", True, 0.0, 1.0)
+    events += scene_alerts.update("loitering", "plaza", True, 0.0, 1.0)
+    states = [e for e in active.follow(events) if e.kind == "alerts_active"]
+    assert [(s.topic, s.payload["active"], s.retain) for s in states] == [
+        ("cam/alerts/loitering/active", 2, True)
+    ]
+    ended = active.follow(zone_alerts.update("loitering", "plaza", False, 1.0, 2.0))
+    assert ended[-1].payload["active"] == 1 and ended[-1].frame_ts == 2.0
