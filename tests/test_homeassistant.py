@@ -20,9 +20,11 @@ from edged.outputs.homeassistant import discovery
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.sink import EventSink
-from tests.mqtt_helpers import Broker, Subscriber
+from tests.daemon import Daemon
+from tests.mqtt_helpers import Broker, BrokerFactory, Subscriber
 from tests.paths import CLIP, MODEL
 from tests.schema import validator
+from tests.waiting import poll
 
 SQUARE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 TOP = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, 0.5]]
@@ -143,3 +145,113 @@ def test_the_alert_counts_follow_every_alert_source_of_a_camera() -> None:
     ]
     ended = active.follow(zone_alerts.update("loitering", "plaza", False, 1.0, 2.0))
     assert ended[-1].payload["active"] == 1 and ended[-1].frame_ts == 2.0
+
+
+def camera_with_zones(zones: dict[str, Any]) -> dict[str, Any]:
+    # a looping clip at its own 7 fps: a camera that never ends
+    return {
+        "source": {"uri": str(CLIP), "loop": True, "realtime": True},
+        "detect": {"model": "coco", "classes": ["person"]},
+        "zones": zones,
+    }
+
+
+def test_a_reload_clears_the_entities_it_removed_and_keeps_the_others(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    data: dict[str, Any] = {
+        "device_id": "test",
+        "mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port},
+        "journal": {"path": str(tmp_path / "events.db")},
+        "homeassistant": {},
+        "models": {"coco": {"path": str(MODEL), "backend": "cpu", "threads": 1}},
+        "cameras": {
+            "a": camera_with_zones(
+                {"hall": {"polygon": SQUARE}, "door": {"polygon": TOP, "loiter_s": 5}}
+            )
+        },
+    }
+    path = write_config(tmp_path, data)
+    prefix = "homeassistant/binary_sensor/edged_test"
+    door = "homeassistant/sensor/edged_test/a_door_occupancy/config"
+    gone = {door, f"{prefix}/a_door_presence/config", f"{prefix}/a_loitering/config"}
+    kept = {
+        "homeassistant/sensor/edged_test/a_hall_occupancy/config",
+        f"{prefix}/a_hall_presence/config",
+        f"{prefix}/a_status/config",
+    }
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, "homeassistant/#") as live:
+        daemon = Daemon(path)
+        try:
+            assert live.wait_for(lambda: {m.topic for m in live.messages} >= gone | kept, WAIT), (
+                daemon.stderr
+            )
+            # the door zone goes, and with it the only zone that could raise loitering
+            del data["cameras"]["a"]["zones"]["door"]
+            write_config(tmp_path, data)
+            daemon.reload()
+            assert daemon.wait_for(lambda ev: any(e["kind"] == "config_reload" for e in ev), 60)
+            assert daemon.kinds("config_reload")[0]["updated"] == ["a"]
+
+            def cleared() -> set[str]:
+                return {m.topic for m in live.messages if m.payload == b""}
+
+            def announced_after_the_clears() -> set[str]:
+                topics = [m.topic for m in live.messages]
+                last_clear = max(i for i, m in enumerate(live.messages) if m.payload == b"")
+                return set(topics[last_clear + 1 :])
+
+            # the clears, then the announcements of the new list
+            assert live.wait_for(lambda: cleared() == gone, 10), (cleared(), daemon.stderr)
+            assert live.wait_for(lambda: announced_after_the_clears() >= kept, 10)
+            # what Home Assistant (re)starting now finds retained: the rest, not the removed
+            with Subscriber(mqtt_broker.host, mqtt_broker.port, "homeassistant/#") as late:
+                assert late.wait_for(lambda: {m.topic for m in late.messages} >= kept, 5)
+                assert {m.topic for m in late.messages} == kept
+                assert all(m.retain and json.loads(m.payload) for m in late.messages)
+            assert daemon.terminate(within=5.0) < 5.0
+            assert daemon.proc.returncode == 0, daemon.stderr
+        finally:
+            daemon.kill()
+
+
+def test_replacing_the_announcements_while_disconnected_clears_at_the_next_connect(
+    tmp_path: Path, mqtt_broker_factory: BrokerFactory
+) -> None:
+    """A reload while the broker is down: the clears are not lost, the next connect sends
+    them before the announcements."""
+    broker = mqtt_broker_factory(persistence=True)  # retained messages survive its restart
+    data = {
+        "device_id": "box",
+        "mqtt": {"host": broker.host, "port": broker.port, "reconnect_max_s": 0.5},
+        "journal": {"path": str(tmp_path / "events.db")},
+        "models": {"coco": {"path": str(MODEL)}},
+        "cameras": {"a": camera_with_zones({})},
+    }
+    config = load(write_config(tmp_path, data))
+    assert config.mqtt is not None
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"))
+    publisher = MqttPublisher(
+        config.mqtt, "box", journal, [("ha/x/config", '{"n":1}'), ("ha/y/config", '{"n":2}')]
+    )
+    publisher.start()
+    # a persistent session: it sees what is published after the restart, however soon
+    live = Subscriber(broker.host, broker.port, "ha/#", persistent=True, client_id="ha-live")
+    try:
+        assert live.wait_for(lambda: len(live.messages) == 2, 10)
+        broker.stop()
+        poll(lambda: not publisher.connected, 10)
+        publisher.replace_announce([("ha/y/config", '{"n":3}')])
+        broker.start()
+        assert live.wait_for(lambda: any(m.payload == b'{"n":3}' for m in live.messages), 10)
+        after = [(m.topic, m.payload) for m in live.messages[2:]]
+        assert after[after.index(("ha/x/config", b"")) + 1 :].count(("ha/y/config", b'{"n":3}'))
+        # the clear went before: Home Assistant connecting now finds y alone
+        with Subscriber(broker.host, broker.port, "ha/#") as late:
+            assert late.wait_for(lambda: len(late.messages) >= 1, 5)
+            assert [(m.topic, m.payload) for m in late.messages] == [("ha/y/config", b'{"n":3}')]
+    finally:
+        live.close()
+        publisher.stop()
+        journal.close()
+        broker.stop()
