@@ -5,10 +5,14 @@ a reload drops them, and the scene presets' entities on topics edged really publ
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import pytest
 import yaml
 
 from edged.analytics.alerts import ActiveAlerts, Alerts
@@ -16,13 +20,13 @@ from edged.config import Config, load
 from edged.config.camera import alert_kinds
 from edged.config.events import JournalConfig
 from edged.core.event import Event
-from edged.outputs.homeassistant import discovery
+from edged.outputs.homeassistant import configuration_url, discovery
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.sink import EventSink
 from tests.daemon import Daemon
 from tests.mqtt_helpers import Broker, BrokerFactory, Subscriber
-from tests.paths import CLIP, MODEL
+from tests.paths import CLIP, MODEL, ROOT
 from tests.schema import validator
 from tests.waiting import poll
 
@@ -255,3 +259,164 @@ def test_replacing_the_announcements_while_disconnected_clears_at_the_next_conne
         publisher.stop()
         journal.close()
         broker.stop()
+
+
+def test_configuration_url_is_the_debug_view_or_the_configured_one(tmp_path: Path) -> None:
+    data: dict[str, Any] = {
+        "device_id": "box",
+        "mqtt": {"host": "127.0.0.1"},
+        "homeassistant": {},
+        "models": {"coco": {"path": str(MODEL)}},
+        "cameras": {"a": camera_with_zones({})},
+    }
+
+    def device(**changes: Any) -> dict[str, Any]:
+        config = load(write_config(tmp_path, {**data, **changes}))
+        devices = [c["device"] for c in by_unique_id(config).values()]
+        assert all(d == devices[0] for d in devices)  # one device for all
+        assert devices[0].get("configuration_url") == configuration_url(config)
+        return dict(devices[0])
+
+    assert "configuration_url" not in device()
+    view = {"host": "127.0.0.1", "port": 9200}
+    assert device(debug_view=view)["configuration_url"] == "http://127.0.0.1:9200/"
+    anywhere = {"host": "0.0.0.0", "port": 9200, "insecure": True}
+    host = socket.gethostname()
+    assert device(debug_view=anywhere)["configuration_url"] == f"http://{host}:9200/"
+    assert device(debug_view={"host": "::1"})["configuration_url"] == "http://[::1]:9109/"
+    own = {"configuration_url": "https://nvr.example/edged"}
+    assert (
+        device(debug_view=view, homeassistant=own)["configuration_url"] == own["configuration_url"]
+    )
+
+
+# ---- the scene presets' entities, from the shipped configs run through their clips ---------
+
+PRESET_RUNS = {
+    # config, camera, more --set, the entities expected (unique ids without edged_<device>_)
+    "traffic": (
+        "traffic.yaml",
+        "street",
+        (),
+        {"street_status"}
+        | {
+            f"street_lane_{lane}_{what}"
+            for lane in ("rtl_far", "rtl_near", "ltr_near", "ltr_far")
+            for what in ("vehicles", "speed")
+        }
+        | {"street_group_right_to_left_vehicles", "street_group_left_to_right_vehicles"}
+        | {f"street_{k}" for k in ("wrong_way", "stopped_vehicle", "speeding", "congestion")},
+    ),
+    "retail_shelf": (
+        "retail_shelf.yaml",
+        "shelf",
+        (),
+        {"shelf_status", "shelf_empty_slot", "shelf_low_stock", "shelf_long_queue"}
+        | {f"shelf_slot_{slot}_stock" for slot in ("left", "middle", "right")},
+    ),
+    "surveillance": (
+        "surveillance.yaml",
+        "campus",
+        ("cameras.campus.snapshots={on: [alert]}",),
+        {"campus_status", "campus_inside", "campus_entrance_in", "campus_entrance_out"}
+        | {f"campus_{z}_{w}" for z in ("plaza", "walkway") for w in ("occupancy", "presence")}
+        | {f"campus_{k}" for k in ("intrusion", "loitering", "crowding")}
+        | {f"campus_snapshot_{k}" for k in ("intrusion", "loitering", "crowding")},
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(PRESET_RUNS))
+def preset_run(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    mqtt_broker_factory: BrokerFactory,
+) -> tuple[str, dict[str, dict[str, Any]], dict[str, list[bytes]]]:
+    """The preset's shipped config through its clip (as fast as it goes) with Home Assistant
+    on: its discovery configs by unique id, and every payload published per topic."""
+    name = request.param
+    file, camera, extra, _ = PRESET_RUNS[name]
+    broker = mqtt_broker_factory()
+    tmp = tmp_path_factory.mktemp(name)
+    sets = [
+        f"mqtt.host={broker.host}",
+        f"mqtt.port={broker.port}",
+        f"journal.path={tmp / 'events.db'}",
+        "homeassistant={}",
+        "models.coco.backend=cpu",
+        f"cameras.{camera}.source.realtime=false",
+        *extra,
+    ]
+    try:
+        with Subscriber(broker.host, broker.port, "#") as sub:
+            proc = subprocess.run(
+                [sys.executable, "-m", "edged", "run", str(ROOT / "configs" / file)]
+                + [a for s in sets for a in ("--set", s)],
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert proc.returncode == 0, proc.stderr
+            # the last message of a run: availability offline, after every event
+            assert sub.wait_for(lambda: any(m.payload == b"offline" for m in sub.messages), 10), (
+                proc.stderr
+            )
+    finally:
+        broker.stop()
+    payloads: dict[str, list[bytes]] = {}
+    for m in sub.messages:
+        payloads.setdefault(m.topic, []).append(m.payload)
+    configs = {
+        c["unique_id"]: c
+        for t, ps in payloads.items()
+        if t.startswith("homeassistant/")
+        for c in (json.loads(ps[-1]),)
+    }
+    return name, configs, payloads
+
+
+def test_each_preset_offers_its_entities_on_topics_it_publishes(
+    preset_run: tuple[str, dict[str, dict[str, Any]], dict[str, list[bytes]]],
+) -> None:
+    name, configs, payloads = preset_run
+    device = next(iter(configs.values()))["device"]["identifiers"][0]
+    assert set(configs) == {f"{device}_{e}" for e in PRESET_RUNS[name][3]}
+    for unique_id, c in configs.items():
+        if "image_topic" in c:
+            assert c["content_type"] == "image/jpeg"
+            assert any(p.startswith(b"\xff\xd8") for p in payloads.get(c["image_topic"], []))
+            continue
+        # edged published there, and every message there renders to a state
+        got = payloads.get(c["state_topic"])
+        assert got, f"{unique_id}: nothing published on {c['state_topic']}"
+        for payload in got:
+            value = json.loads(payload)
+            state = render(c["value_template"], value)
+            if c.get("device_class") in ("problem", "occupancy", "connectivity"):
+                assert state in ("ON", "OFF"), (unique_id, state)
+            else:
+                # a number, or None (HA: unknown) for a value not known yet
+                assert state == "None" or float(state) >= 0, (unique_id, state)
+            if "json_attributes_template" in c:
+                assert isinstance(json.loads(render(c["json_attributes_template"], value)), dict)
+
+
+def test_preset_sensors_say_what_they_measure(
+    preset_run: tuple[str, dict[str, dict[str, Any]], dict[str, list[bytes]]],
+) -> None:
+    name, configs, _ = preset_run
+    by_suffix = {uid.split("_", 2)[2]: c for uid, c in configs.items()}
+    if name == "traffic":
+        speed = by_suffix["street_lane_rtl_near_speed"]
+        assert (speed["device_class"], speed["unit_of_measurement"]) == ("speed", "km/h")
+        assert speed["state_class"] == "measurement"
+        assert by_suffix["street_group_left_to_right_vehicles"]["state_class"] == (
+            "total_increasing"
+        )
+    elif name == "retail_shelf":
+        stock = by_suffix["shelf_slot_left_stock"]
+        assert (stock["state_class"], stock["unit_of_measurement"]) == ("measurement", "items")
+    else:
+        inside = by_suffix["campus_inside"]
+        assert inside["state_topic"].endswith("/campus/surveillance/occupancy")
+        assert inside["state_class"] == "measurement"
