@@ -44,6 +44,7 @@ def test_the_kinds_are_the_generic_ones_and_every_presets() -> None:
     }
     assert kinds == [
         "alert",
+        "alerts_active",
         "camera_status",
         "checkout_queue",
         "config_reload",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edged.config.camera import CameraConfig
+from edged.config.camera import CameraConfig, alert_kinds
 from edged.config.scenes import PRESETS
-from edged.outputs.homeassistant import alert_kinds
 from edged.scenes.registry import SCENES
 
 SQUARE = [[0, 0], [1, 0], [1, 1], [0, 1]]

@@ -4,6 +4,7 @@ stream of repeats."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,4 +84,64 @@ class Alerts:
             topic=topics.alerts(self.camera, kind),
             payload=payload,
             frame_ts=wall_ts,
+        )
+
+
+class ActiveAlerts:
+    """Per alert kind, the alerts of one camera that have started and not yet ended, followed
+    from the alert events of all its ``Alerts`` (the zones' and the scene's each keep their
+    own). A change of a kind's set gives an ``alerts_active`` event, retained on
+    ``<camera>/alerts/<kind>/active``: an alert message tells how one alert went, so whoever
+    shows the latest (Home Assistant's problem sensor did) shows "off" when one of three
+    speeding vehicles is gone."""
+
+    def __init__(self, camera: str, kinds: Iterable[str]) -> None:
+        self.camera = camera
+        # kind -> alert_id -> the start event's payload
+        self.open: dict[str, dict[str, dict[str, Any]]] = {}
+        self._unstated: set[str] = set()
+        self.expect(kinds)
+
+    def expect(self, kinds: Iterable[str]) -> None:
+        """The kinds the camera can raise: each one new here is stated (0 active) with the next
+        events, replacing what an earlier run left retained (it may have died mid-alert)."""
+        for kind in kinds:
+            if kind not in self.open:
+                self.open[kind] = {}
+                self._unstated.add(kind)
+
+    def follow(self, events: list[Event]) -> list[Event]:
+        """``events`` and after them the new state of each kind their alerts changed."""
+        changed, self._unstated = self._unstated, set()
+        frame_ts: dict[str, float | None] = {}
+        for e in events:
+            if e.kind != "alert":
+                continue
+            p = e.payload
+            kind = p["alert"]
+            alerts = self.open.setdefault(kind, {})
+            if p["state"] == "start":
+                alerts[p["alert_id"]] = p
+            else:
+                alerts.pop(p["alert_id"], None)
+            changed.add(kind)
+            frame_ts[kind] = e.frame_ts
+        return events + [self._state(kind, frame_ts.get(kind)) for kind in sorted(changed)]
+
+    def _state(self, kind: str, frame_ts: float | None) -> Event:
+        alerts = self.open[kind]
+        return Event(
+            kind="alerts_active",
+            camera=self.camera,
+            topic=topics.alerts_active(self.camera, kind),
+            payload={
+                "alert": kind,
+                "active": len(alerts),
+                "alerts": [
+                    {"alert_id": a["alert_id"], "subject": a["subject"], "started": a["started"]}
+                    for a in sorted(alerts.values(), key=lambda a: (a["started"], a["subject"]))
+                ],
+            },
+            frame_ts=frame_ts,
+            retain=True,
         )

@@ -10,7 +10,7 @@ import numpy as np
 from shapely.geometry import LineString
 from shapely.geometry.base import BaseGeometry
 
-from edged.analytics.alerts import Alerts
+from edged.analytics.alerts import ActiveAlerts, Alerts
 from edged.analytics.lines import Line, LineRules, in_direction
 from edged.analytics.motion import Region
 from edged.analytics.objects import ObjectLifecycle
@@ -18,7 +18,7 @@ from edged.analytics.same_object import merge_same_object, same_object_map
 from edged.analytics.tracked import TrackedFrame
 from edged.analytics.zones import Zone
 from edged.camera.thresholds import class_floors
-from edged.config.camera import CameraConfig, DetectConfig, LineConfig, ZoneConfig
+from edged.config.camera import CameraConfig, DetectConfig, LineConfig, ZoneConfig, alert_kinds
 from edged.config.errors import FieldError
 from edged.config.geometry import line_misses, polygon_misses, to_pixels
 from edged.core.detections import Detections, class_ids
@@ -80,6 +80,14 @@ class CameraAnalytics:
         self.check_geometry()
         self._use_detect(config.detect)
         self._start_tracking()
+        # outlives the tracking state: a restart of tracking ends its alerts, and the counts
+        # must see those ends
+        self.active = ActiveAlerts(camera, alert_kinds(config))
+
+    def start(self) -> list[Event]:
+        """The events of the camera's start, before any frame: how many alerts of each kind
+        are active (none)."""
+        return self.active.follow([])
 
     def _use_detect(self, detect: DetectConfig) -> None:
         """The classes kept, merged as one object, and the floor per class, of ``detect``."""
@@ -244,7 +252,7 @@ class CameraAnalytics:
             or any(line.pending for line in self.lines)
             or (self.scene is not None and self.scene.busy)
         )
-        return events
+        return self.active.follow(events)
 
     def _analyse(self, tf: TrackedFrame) -> list[Event]:
         zone_events = [e for z in self.zones for e in z.update(tf)]
@@ -277,6 +285,9 @@ class CameraAnalytics:
 
     def finish(self) -> list[Event]:
         """End every live object, as if all tracks ended on the last frame seen."""
+        return self.active.follow(self._finish())
+
+    def _finish(self) -> list[Event]:
         if self.latest is None:
             return []
         tf = self._end_frame(list(self.lifecycle.objects))
@@ -299,11 +310,15 @@ class CameraAnalytics:
         changed, is finished and built again. New tracker settings restart tracking: every
         object ends and tracks start from new ids.
         """
+        self.active.expect(alert_kinds(config))
+        return self.active.follow(self._reconfigure(config))
+
+    def _reconfigure(self, config: CameraConfig) -> list[Event]:
         old, self.config = self.config, config
         events: list[Event] = []
         if config.tracker != old.tracker:
             self.config = old
-            events = self.finish()
+            events = self._finish()
             self.config = config
             self._use_detect(config.detect)
             self._start_tracking()

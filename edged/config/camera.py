@@ -310,3 +310,17 @@ class CameraConfig(StrictModel):
     lines: Annotated[dict[str, LineConfig], AfterValidator(topic_level_names)] = Field(
         default_factory=dict
     )
+
+
+def alert_kinds(camera: CameraConfig) -> list[str]:
+    """The alerts the camera can raise (topic ``<camera>/alerts/<kind>``): its zones' and
+    its scene preset's."""
+    kinds: set[str] = set()
+    for zone in camera.zones.values():
+        if zone.loiter_s is not None:
+            kinds.add("loitering")
+        if zone.crowd_threshold is not None:
+            kinds.add("crowding")
+    if camera.scene is not None:
+        kinds.update(camera.scene.alerts)
+    return sorted(kinds)

@@ -87,6 +87,11 @@ class HomeAssistantConfig(StrictModel):
 
     prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="discovery prefix")
     name: str | None = Field(None, description="the device's name in HA (default: edged <id>)")
+    configuration_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="the device's link in HA (default: the debug view's address, if there is one)",
+    )
 
 
 class ObjectUpdatesConfig(StrictModel):

@@ -36,6 +36,11 @@ def alerts(camera: str, kind: str) -> str:
     return f"{camera}/alerts/{kind}"
 
 
+def alerts_active(camera: str, kind: str) -> str:
+    """How many alerts of the kind are active now (retained), whatever their subjects."""
+    return f"{camera}/alerts/{kind}/active"
+
+
 def scene(camera: str, name: str) -> str:
     """Scene-specific state and events, e.g. ``<camera>/shelf/<slot>``, ``<camera>/traffic``."""
     return f"{camera}/{name}"

@@ -108,8 +108,9 @@ class MqttPublisher:
     ``<prefix>/<device>/availability`` (``online``/``offline``, last will ``offline``).
 
     ``announce`` are retained (topic, payload) messages sent on every connect before
-    ``online`` (Home Assistant discovery). ``publish_image`` sends a snapshot now if
-    connected, bypassing the journal (pictures are best effort; their events are not).
+    ``online`` (Home Assistant discovery); ``replace_announce`` changes them while running.
+    ``publish_image`` sends a snapshot now if connected, bypassing the journal (pictures are
+    best effort; their events are not).
     """
 
     def __init__(
@@ -124,7 +125,17 @@ class MqttPublisher:
         self._journal = journal
         self._base = f"{config.topic_prefix}/{device_id}"
         self.availability_topic = f"{self._base}/availability"
+        # announce, the topics once announced and no longer (cleared with an empty retained
+        # message on every connect, so a clear missed while the broker was down still
+        # happens), the version of both and the version the connection has had: guarded by
+        # _announce_lock. Only paho's thread (_on_connect) publishes while holding it: paho
+        # calls _on_connect holding its own callback lock, which a publish from another
+        # thread may take, so a publish under this lock elsewhere could deadlock with it.
+        self._announce_lock = threading.Lock()
         self.announce = list(announce)
+        self._withdrawn: set[str] = set()
+        self._announce_version = 0
+        self._announce_sent = 0
         self.rejected = 0
         self._v5 = config.protocol == "5"
         self._last_failure: str | None = None
@@ -269,6 +280,24 @@ class MqttPublisher:
         )
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def replace_announce(self, announce: Sequence[tuple[str, str]]) -> None:
+        """Announce ``announce`` from now on instead (the publisher thread sends it soon if
+        connected, else the next connect does); each topic announced before but not in it
+        gets an empty retained payload, which deletes the entity in Home Assistant."""
+        new = list(announce)
+        with self._announce_lock:
+            if new == self.announce:
+                return
+            kept = {topic for topic, _ in new}
+            self._withdrawn = (self._withdrawn | {t for t, _ in self.announce}) - kept
+            self.announce = new
+            self._announce_version += 1
+        self._journal.wake()
+
+    def _announcements(self) -> list[tuple[str, str]]:
+        """The clears, then the announcements (``_announce_lock`` held)."""
+        return [(topic, "") for topic in sorted(self._withdrawn)] + self.announce
+
     def _say_offline(self) -> bool:
         info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -305,8 +334,10 @@ class MqttPublisher:
         self._window = self._config.max_inflight
         if receive_max is not None:
             self._window = max(1, min(self._window, receive_max - 2))
-        for topic, payload in self.announce:
-            client.publish(topic, payload, qos=1, retain=True)
+        with self._announce_lock:
+            for topic, payload in self._announcements():
+                client.publish(topic, payload, qos=1, retain=True)
+            self._announce_sent = self._announce_version
         # If stop() raced with this reconnect, do not leave a retained "online" behind.
         client.publish(
             self.availability_topic,
@@ -444,6 +475,8 @@ class MqttPublisher:
 
     def _step(self) -> None:
         self._prune_acked()
+        if self.connected:
+            self._announce_changes()
         with self._progress:
             session = self._session
         if session != self._seen_session:
@@ -487,6 +520,22 @@ class MqttPublisher:
                     return  # connection lost; the next session starts from the top
                 self._inflight[info.mid] = _InFlight(ev.seq, time.monotonic(), ev.frame_ts, ev.kind)
                 self._cursor = ev.seq
+
+    def _announce_changes(self) -> None:
+        """Send the announcements if ``replace_announce`` changed them since the connection
+        had them. Sent outside the lock (see ``__init__``): should ``_on_connect`` send a newer
+        version meanwhile, this older one marks itself sent and the next step sends again, so
+        the newest always goes out last."""
+        with self._announce_lock:
+            if self._announce_sent == self._announce_version:
+                return
+            version, messages = self._announce_version, self._announcements()
+        for topic, payload in messages:
+            info = self._client.publish(topic, payload, qos=1, retain=True)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # connection lost; the next connect sends them all
+        with self._announce_lock:
+            self._announce_sent = version
 
     def _prune_acked(self) -> None:
         seqs = []

@@ -12,6 +12,7 @@ from edged.config.scenes import PRESETS
 # the kinds of events edged makes whatever the scene
 GENERIC_KINDS = (
     "alert",
+    "alerts_active",
     "camera_status",
     "config_reload",
     "journal_recovered",

@@ -70,6 +70,8 @@ def gist(kind: str, p: dict[str, Any]) -> str:
         return f"{p.get('line')} in {p.get('in_total')} out {p.get('out_total')}"
     if kind == "alert":
         return f"{p.get('alert')} {p.get('state')} {p.get('subject')}"
+    if kind == "alerts_active":
+        return f"{p.get('alert')} {p.get('active')} active"
     if kind == "camera_status":
         reason = f" ({p['reason']})" if p.get("reason") else ""
         return f"{p.get('status')}{reason}"

@@ -209,6 +209,7 @@ class CameraRuntime:
 
     def _run(self) -> None:
         try:
+            self.sink.emit(self.analytics.start())
             while True:
                 item = self.queue.get()
                 if item is None:

@@ -173,7 +173,7 @@ def run(
             reporter.tick(time.monotonic(), pipeline.progress(), line)
             if hup.is_set():
                 hup.clear()
-                config = _reload(config, reload, pipeline, sink, reporter)
+                config = _reload(config, reload, pipeline, sink, reporter, publisher)
             if time.monotonic() >= next_stats:
                 next_stats += config.stats_interval_s
                 sink.emit([stats_event(rates, pipeline, sink, publisher)])
@@ -228,6 +228,7 @@ def _reload(
     pipeline: Pipeline,
     sink: EventSink,
     reporter: ServiceReporter,
+    publisher: MqttPublisher | None,
 ) -> Config:
     if load is None:
         log.warning("SIGHUP: this run has no config file to reload")
@@ -235,6 +236,10 @@ def _reload(
     reporter.reloading()
     config, event = reload_config(config, load, pipeline, RESTART_STOP_S)
     reporter.ready_timeout_s = config.service.ready_timeout_s
+    if publisher is not None and config.homeassistant is not None:
+        # homeassistant itself needs a restart, but its entities follow the cameras, zones,
+        # lines and alerts, which reload: the ones gone are cleared, the new ones announced
+        publisher.replace_announce(discovery(config))
     sink.emit([event])
     reporter.reloaded(
         "rejected, running on the previous config"
