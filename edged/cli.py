@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ from edged.service import logs
 from edged.service.check import load_checked
 
 EXIT_CONFIG = 2
+# what a shell shows for a program a closed pipe ended (128 + SIGPIPE): ``edged models | head``
+EXIT_PIPE = 141
 # the models shipped beside the package, in the checkout it runs from
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "engines"
 
@@ -329,6 +332,22 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The exit code of the subcommand in ``argv``; a reader that closed stdout early (``edged
+    models | head``) ends it quietly with ``EXIT_PIPE``, not a traceback."""
+    try:
+        code = _main(argv)
+        # what is still buffered goes out here, where a closed pipe is caught
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit, which would fail again and print "Exception
+        # ignored": devnull takes it (the Python docs' "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level)
     if args.command == "schema":
