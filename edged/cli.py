@@ -342,6 +342,8 @@ def _snapshot(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return _print_problems(exc.problems)
+    except BrokenPipeError:
+        raise  # ``-o - | head -c 100``: main ends it as a closed pipe ends every subcommand
     except (SnapshotError, OSError) as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
