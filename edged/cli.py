@@ -1,4 +1,4 @@
-"""``edged run | check | schema``."""
+"""The ``edged`` command line: arguments parsed, each subcommand handed to its module."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ from edged.service import logs
 from edged.service.check import load_checked
 
 EXIT_CONFIG = 2
+# what a shell shows for a program a closed pipe ended (128 + SIGPIPE): ``edged models | head``
+EXIT_PIPE = 141
 # the models shipped beside the package, in the checkout it runs from
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "engines"
 
@@ -149,6 +152,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--json", action="store_true", help="one JSON object per message")
     events.add_argument("--count", type=int, help="exit after this many messages")
+    snapshot = sub.add_parser(
+        "snapshot",
+        parents=[common],
+        help="write one JPEG of a camera, as its config opens it (the raw frame: the privacy "
+        "blur of snapshots.privacy needs the detector, which does not run here)",
+    )
+    _config_args(snapshot)
+    snapshot.add_argument("camera", help="the camera's name in the config")
+    snapshot.add_argument(
+        "-o", "--output", help="the JPEG to write (default: <camera>.jpg here; - for stdout)"
+    )
+    snapshot.add_argument(
+        "--grid",
+        action="store_true",
+        help="draw a grid of relative coordinates (every 0.1) and the camera's zones and lines "
+        "(each line's 'in' side as an arrow), to read coordinates off",
+    )
+    snapshot.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for the first frame (default 15)",
+    )
     models = sub.add_parser(
         "models", parents=[common], help="list the models (with manifests) in a folder"
     )
@@ -305,6 +331,27 @@ def _events(args: argparse.Namespace) -> int:
     return watch(mqtt, args.topic or [f"{mqtt.topic_prefix}/{scope}"], args.json, args.count)
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from edged.service.snapshot import SnapshotError, snapshot
+
+    if not args.timeout > 0:
+        return _print_problems([f"--timeout {args.timeout:g}: give a number of seconds above 0"])
+    try:
+        said = snapshot(
+            load(args.config, args.overrides), args.camera, args.output, args.grid, args.timeout
+        )
+    except ConfigError as exc:
+        return _print_problems(exc.problems)
+    except BrokenPipeError:
+        raise  # ``-o - | head -c 100``: main ends it as a closed pipe ends every subcommand
+    except (SnapshotError, OSError) as exc:
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
+    # the picture may be on stdout
+    print(said, file=sys.stderr if args.output == "-" else sys.stdout)
+    return 0
+
+
 def _dry_run_overrides(args: argparse.Namespace, folder: Path) -> list[str] | None:
     """``--set`` values that keep a run off the broker and out of the real journal and
     snapshot folders (after the user's own, so they win; a reload keeps them)."""
@@ -329,6 +376,22 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The exit code of the subcommand in ``argv``; a reader that closed stdout early (``edged
+    models | head``) ends it quietly with ``EXIT_PIPE``, not a traceback."""
+    try:
+        code = _main(argv)
+        # what is still buffered goes out here, where a closed pipe is caught
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit, which would fail again and print "Exception
+        # ignored": devnull takes it (the Python docs' "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level)
     if args.command == "schema":
@@ -341,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "models":
         return _models(args.folder)
+    if args.command == "snapshot":
+        return _snapshot(args)
     if args.command == "events":
         return _events(args)
     if args.command == "engine":

@@ -39,6 +39,21 @@ def in_direction(points: np.ndarray, in_dir: str | None, out_dir: str | None) ->
     return "left_to_right" if dy >= dx else "top_to_bottom"
 
 
+def in_side(points: np.ndarray, in_dir: str) -> np.ndarray:
+    """The unit normal of the line through ``points`` (2×2 pixels) that points to the side an
+    object moves into when its crossing counts as ``in`` (``in_dir``: an image direction);
+    ValueError when the line is parallel to ``in_dir``."""
+    d = (points[1] - points[0]).astype(np.float64)
+    normal = np.array([-d[1], d[0]])
+    along = float(normal @ np.array(UNIT[in_dir]))
+    if along == 0.0:
+        raise ValueError(
+            f"the line is parallel to its direction {in_dir!r}; nothing can cross it that way"
+        )
+    unit: np.ndarray = normal / np.hypot(*d)
+    return unit if along > 0 else -unit
+
+
 @dataclass(frozen=True, slots=True)
 class LineRules:
     """``band_px``: an object counts as on a side only once its anchor is this far from the
@@ -86,14 +101,10 @@ class Line:
         self._length = float(np.hypot(*self.d))
         self.segment = LineString(points)
         shapely.prepare(self.segment)
+        # a side is the sign of the distance along the normal (-d.y, d.x): ``in`` is the side
+        # ``in_side`` points to
         normal = np.array([-self.d[1], self.d[0]])
-        along = float(normal @ np.array(UNIT[in_dir]))
-        if along == 0.0:
-            raise ValueError(
-                f"the line is parallel to its direction {in_dir!r}; nothing can cross it that way"
-            )
-        # crossing from the negative to the positive side moves along ``normal``
-        self._in_sign = 1 if along > 0 else -1
+        self._in_sign = 1 if float(in_side(points, in_dir) @ normal) > 0 else -1
         self._last: dict[int, tuple[np.ndarray, int]] = {}
         self._pending: dict[int, _Crossing] = {}
         self._in_band: dict[int, tuple[np.ndarray, int, _Crossing]] = {}

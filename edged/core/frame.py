@@ -12,10 +12,12 @@ class Frame:
     """One decoded picture of one camera.
 
     ``mono_ts`` is ``time.monotonic()`` at capture (for ages and latency); ``wall_ts`` is
-    ``time.time()`` at capture (what payloads carry). ``media_ts`` is the clock analytics
-    measure durations on: stream time for files (so a clip read fast still has real dwell
-    times), the monotonic capture time for live cameras. ``pts`` is the stream's own
-    timestamp in seconds where the source has one.
+    ``time.time()`` at capture (what payloads carry), except for a file read as fast as
+    possible (``realtime: false``): there it is the first frame's ``time.time()`` plus the
+    stream time since, so payload times agree with durations. ``media_ts`` is the clock
+    analytics measure durations on: stream time for files (so a clip read fast still has
+    real dwell times), the monotonic capture time for live cameras. ``pts`` is the stream's
+    own timestamp in seconds where the source has one.
     """
 
     camera: str

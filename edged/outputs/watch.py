@@ -163,16 +163,23 @@ def run(
     """Print until SIGINT/SIGTERM (or ``count`` messages); the exit code."""
     done = threading.Event()
     seen = 0
+    closed = False
     lock = threading.Lock()
     prefix = f"{config.topic_prefix}/"
 
     def show(msg: Message) -> None:
-        nonlocal seen
+        nonlocal seen, closed
         with lock:
             if done.is_set():
                 return
-            out.write((as_json(msg) if as_json_lines else readable(msg, prefix)) + "\n")
-            out.flush()
+            try:
+                out.write((as_json(msg) if as_json_lines else readable(msg, prefix)) + "\n")
+                out.flush()
+            except BrokenPipeError:
+                # on paho's thread: the main thread stops and re-raises it for the CLI
+                closed = True
+                done.set()
+                return
             seen += 1
             if count is not None and seen >= count:
                 done.set()
@@ -193,4 +200,6 @@ def run(
     err.flush()
     done.wait()
     watcher.stop()
+    if closed:
+        raise BrokenPipeError("the output was closed (edged events | head)")
     return 0

@@ -40,11 +40,14 @@ LOG_STATUS_EVERY_S = 10.0
 class EventPrinter:
     """``--print-events``: one JSON line per event. Each line goes out whole, and nothing is
     written once ``close`` has run, so a consumer on a pipe never reads half a line when the
-    daemon stops (analytics threads may still be emitting while it exits)."""
+    daemon stops (analytics threads may still be emitting while it exits). A closed output
+    (the reader went away) sets ``broken`` and calls ``on_broken``."""
 
-    def __init__(self, device: str, out: TextIO) -> None:
+    def __init__(self, device: str, out: TextIO, on_broken: Callable[[], None]) -> None:
         self.device = device
         self.out = out
+        self.on_broken = on_broken
+        self.broken = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -53,8 +56,15 @@ class EventPrinter:
         with self._lock:
             if self._closed or not text:
                 return
-            self.out.write(text)
-            self.out.flush()
+            try:
+                self.out.write(text)
+                self.out.flush()
+            except BrokenPipeError:
+                # the reader went away (edged run … --print-events | head): on an analytics
+                # thread, so the daemon is told to stop rather than lose the camera
+                self._closed = self.broken = True
+                log.info("the events' output was closed, stopping")
+                self.on_broken()
 
     def close(self, timeout: float = 1.0) -> None:
         """No more lines; waits up to ``timeout`` for a write in progress (a full pipe)."""
@@ -145,7 +155,7 @@ def run(
     stop, hup, wake = signals.stop, signals.hup, signals.wake
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
     journal = Journal(config.journal, "none" if config.mqtt is None else "broker")
-    printer = EventPrinter(config.device_id, stdout) if print_events else None
+    printer = EventPrinter(config.device_id, stdout, signals.request_stop) if print_events else None
     sink = EventSink(journal, [printer] if printer is not None else [])
     publisher = None
     if config.mqtt is not None:
@@ -200,6 +210,9 @@ def run(
             )
         journal.close()
         reporter.close()
+    if printer is not None and printer.broken:
+        # stopped in order, now ended as a closed pipe ends every subcommand
+        raise BrokenPipeError("the events' output was closed")
     return exit_code(config, pipeline, fatal or pipeline.fatal, stopped=stop.is_set())
 
 

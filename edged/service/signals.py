@@ -43,3 +43,8 @@ class Signals:
             log.info("received %s, stopping", signal.Signals(signum).name)
             self.stop.set()
         self.wake.set()
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does, from within (the events' output was closed)."""
+        self.stop.set()
+        self.wake.set()

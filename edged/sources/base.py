@@ -226,15 +226,19 @@ class Source(ABC):
             except SourceError as exc:
                 return "broken", str(exc)
             self.decode_latency.observe(item.decode_s + time.perf_counter() - t0)
-            frame = Frame(
-                self.camera, seq, time.monotonic(), time.time(), media_ts, image, item.pts
-            )
+            wall_ts = self.wall_time(media_ts, time.time())
+            frame = Frame(self.camera, seq, time.monotonic(), wall_ts, media_ts, image, item.pts)
             self.slot.put(frame, self._stop)
         return "stopped", "stopped"
 
     def media_time(self, pts: float | None, mono: float) -> float:
         """The timeline analytics use: the capture clock for live cameras."""
         return mono
+
+    def wall_time(self, media_ts: float, now: float) -> float:
+        """The wall-clock time payloads give the frame at ``media_ts`` captured at ``now``
+        (``time.time()``): that capture time, for a camera and a file paced like one."""
+        return now
 
     def at_end(self, capture: Capture) -> tuple[Outcome, str]:
         """What the end of the stream means: for a live camera, that the stream broke."""

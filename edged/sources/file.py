@@ -18,6 +18,8 @@ class FileSource(Source):
     _last_pts = 0.0
     _start: float | None = None
     _first_ts: float | None = None
+    # realtime: false — the wall-clock time and stream time of the first frame
+    _wall_start: tuple[float, float] | None = None
 
     def open(self) -> Capture:
         path = Path(self.config.uri.removeprefix("file://"))
@@ -38,6 +40,17 @@ class FileSource(Source):
         # a stream without timestamps gets them from its frame rate
         self._last_pts = self._last_pts + 1.0 / self._fps if pts is None else pts
         return self._last_pts
+
+    def wall_time(self, media_ts: float, now: float) -> float:
+        # read faster than real time, a frame's wall-clock time is the first frame's plus the
+        # stream time since: payload times (frame_ts, started/ended) then agree with the
+        # durations measured on stream time (ended - started == duration_s)
+        if self.config.realtime:
+            return now
+        if self._wall_start is None:
+            self._wall_start = (now, media_ts)
+        wall, media = self._wall_start
+        return wall + (media_ts - media)
 
     def at_end(self, capture: Capture) -> tuple[Outcome, str]:
         if not self._streamed:
