@@ -104,7 +104,9 @@ class Line:
         # a side is the sign of the distance along the normal (-d.y, d.x): ``in`` is the side
         # ``in_side`` points to
         normal = np.array([-self.d[1], self.d[0]])
-        self._in_sign = 1 if float(in_side(points, in_dir) @ normal) > 0 else -1
+        side = in_side(points, in_dir)
+        self._in_sign = 1 if float(side @ normal) > 0 else -1
+        self._in_side = (float(side[0]), float(side[1]))
         self._last: dict[int, tuple[np.ndarray, int]] = {}
         self._pending: dict[int, _Crossing] = {}
         self._in_band: dict[int, tuple[np.ndarray, int, _Crossing]] = {}
@@ -114,8 +116,7 @@ class Line:
     @property
     def in_side(self) -> tuple[float, float]:
         """The unit vector, in pixels, that an object moves along when it counts as ``in``."""
-        nx, ny = -self.d[1] / self._length, self.d[0] / self._length
-        return (float(self._in_sign * nx), float(self._in_sign * ny))
+        return self._in_side
 
     @property
     def pending(self) -> bool:
