@@ -360,7 +360,12 @@ def _dry_run_overrides(args: argparse.Namespace, folder: Path) -> list[str] | No
     except ConfigError as exc:
         _print_problems(exc.problems)
         return None
-    dry = ["mqtt=null", "homeassistant=null", f"journal.path={folder / 'events.db'}"]
+    dry = [
+        "mqtt=null",
+        "homeassistant=null",
+        "outputs.nats=null",
+        f"journal.path={folder / 'events.db'}",
+    ]
     for name, cam in config.cameras.items():
         if cam.snapshots is not None and cam.snapshots.dir is not None:
             dry.append(f"cameras.{name}.snapshots.dir={folder / 'snapshots'}")

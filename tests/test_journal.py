@@ -108,7 +108,7 @@ def test_undelivered_events_survive_reopen(tmp_path: Path) -> None:
 
 
 def for_run(path: Path, destination: str) -> Journal:
-    return Journal(JournalConfig(path=path), destination)
+    return Journal(JournalConfig(path=path), () if destination == "none" else ("mqtt",), claim=True)
 
 
 @pytest.mark.parametrize(("first", "then"), [("none", "broker"), ("broker", "none")])
@@ -129,13 +129,15 @@ def test_a_backlog_written_for_one_kind_of_run_is_refused_by_the_other(
 
 def test_an_empty_journal_changes_hands_and_an_unmarked_one_is_taken(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
-    j = for_run(path, "none")
+    j = for_run(path, "broker")
     j.mark_delivered([e.seq for e in j.append(make_events(2))])
     j.close()
-    j = for_run(path, "broker")  # nothing undelivered: nothing to mix up
+    j = for_run(path, "none")  # nothing undelivered: nothing to mix up
+    j.close()
+    j = for_run(path, "broker")
     j.append(make_events(1))
     j.close()
-    with pytest.raises(JournalError, match="written by a run with a broker"):
+    with pytest.raises(JournalError, match="written by a run with outputs mqtt"):
         for_run(path, "none")
     # a journal of an earlier release, with no mark, is the run's that opens it
     old = tmp_path / "old.db"
@@ -346,3 +348,100 @@ def test_concurrent_appends_and_deliveries_stay_consistent(journal: Journal) -> 
         t.join()
     assert delivered == list(range(1, 401))
     assert journal.backlog() == 0
+
+
+def test_each_output_has_its_own_cursor_and_a_row_goes_when_the_last_has_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    j = Journal(JournalConfig(path=path), ("mqtt", "nats"), claim=True)
+    mqtt, nats = j.reader("mqtt"), j.reader("nats")
+    stored = j.append(make_events(5))
+    # nats takes everything while mqtt is down: nothing is pruned, mqtt still has it all
+    nats.mark_delivered([e.seq for e in stored])
+    assert nats.pending() == [] and nats.backlog() == 0
+    assert mqtt.pending() == stored and mqtt.backlog() == 5
+    assert j.backlog() == 5
+    # mqtt takes two: those two are gone from the file, the rest wait for mqtt alone
+    mqtt.mark_delivered([stored[0].seq, stored[3].seq])
+    assert j.backlog() == 3 and j.backlogs() == {"mqtt": 3, "nats": 0}
+    j.close()
+    j = Journal(JournalConfig(path=path), ("mqtt", "nats"), claim=True)
+    assert j.backlogs() == {"mqtt": 3, "nats": 0}
+    assert [e.seq for e in j.pending(output="mqtt")] == [2, 3, 5]
+    assert j.pending(output="nats") == []
+    j.close()
+
+
+def test_every_reader_is_woken_by_an_append(tmp_path: Path) -> None:
+    j = Journal(JournalConfig(path=tmp_path / "events.db"), ("mqtt", "nats"))
+    a, b = j.reader("mqtt"), j.reader("nats")
+    assert not a.wait_appended(0) and not b.wait_appended(0)
+    j.append(make_events(1))
+    assert a.wait_appended(0) and b.wait_appended(0)
+    b.wake()
+    assert b.wait_appended(0) and not a.wait_appended(0)
+    with pytest.raises(ValueError, match="'redis' is not one of its outputs"):
+        j.reader("redis")
+    j.close()
+
+
+def test_the_bound_counts_rows_and_drops_them_for_every_output(tmp_path: Path) -> None:
+    j = Journal(
+        JournalConfig(path=tmp_path / "events.db", max_backlog=BOUND, overflow_every_s=0),
+        ("mqtt", "nats"),
+    )
+    first = j.append(make_events(BOUND - 1))
+    j.mark_delivered([e.seq for e in first[:10]], "nats")
+    stored = j.append(make_events(5))
+    assert j.dropped == 5  # four over the bound and room for the overflow event
+    assert j.backlog() == BOUND
+    # the dropped seqs 1-5 were nats's already: it waits for 11-104 and the overflow event
+    assert j.backlogs() == {"mqtt": BOUND, "nats": BOUND - 5}
+    assert stored[-1].kind == "overflow"
+    j.close()
+
+
+def test_an_output_removed_from_the_config_stops_holding_rows_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.db"
+    j = Journal(JournalConfig(path=path), ("mqtt", "nats"), claim=True)
+    stored = j.append(make_events(4))
+    j.mark_delivered([e.seq for e in stored[:3]], "mqtt")
+    j.close()
+    with caplog.at_level(logging.WARNING, logger="edged.outputs.journal"):
+        j = Journal(JournalConfig(path=path), ("mqtt",), claim=True)
+    assert "output nats is no longer configured; the 4 event(s)" in caplog.text
+    assert j.backlog() == 1 and [e.seq for e in j.pending()] == [4]
+    j.close()
+    # a new output starts with the next event
+    j = Journal(JournalConfig(path=path), ("mqtt", "nats"), claim=True)
+    assert j.backlogs() == {"mqtt": 1, "nats": 0}
+    new = j.append(make_events(1))
+    assert j.pending(output="nats") == new
+    j.close()
+
+
+def test_a_journal_of_the_single_output_release_is_mqtts(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+            kind TEXT NOT NULL, camera TEXT, topic TEXT NOT NULL, retain INTEGER NOT NULL,
+            ts REAL NOT NULL, frame_ts REAL, v INTEGER NOT NULL, payload TEXT NOT NULL);
+        INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)
+            VALUES ('a', 'new', 'cam1', 'cam1/events', 0, 1.0, NULL, 1, '{}');
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('destination', 'broker');
+        """
+    )
+    conn.commit()
+    conn.close()
+    j = Journal(JournalConfig(path=path), ("mqtt", "nats"), claim=True)
+    assert j.backlogs() == {"mqtt": 1, "nats": 0}
+    assert [e.id for e in j.pending(output="mqtt")] == ["a"]
+    j.close()
+    with pytest.raises(JournalError, match="written by a run with outputs mqtt, nats"):
+        Journal(JournalConfig(path=path), (), claim=True)

@@ -17,6 +17,7 @@ from edged.config.events import (
     MqttConfig,
 )
 from edged.config.model import ModelConfig
+from edged.config.outputs import OutputsConfig
 from edged.config.service import ServiceConfig
 
 Loc = tuple[str | int, ...]
@@ -25,6 +26,9 @@ Loc = tuple[str | int, ...]
 class Config(StrictModel):
     device_id: str = Field(pattern=NAME)
     mqtt: MqttConfig | None = Field(None, description="absent: events go to the journal only")
+    outputs: OutputsConfig = Field(
+        OutputsConfig(), description="outputs beside mqtt, each fed from the journal"
+    )
     journal: JournalConfig = JournalConfig()
     homeassistant: HomeAssistantConfig | None = Field(
         None, description="Home Assistant MQTT discovery (needs mqtt)"

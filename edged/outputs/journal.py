@@ -52,10 +52,15 @@ CREATE TABLE IF NOT EXISTS events (
     ts       REAL    NOT NULL,
     frame_ts REAL,
     v        INTEGER NOT NULL,
-    payload  TEXT    NOT NULL
+    payload  TEXT    NOT NULL,
+    pending  INTEGER NOT NULL DEFAULT 1
 )
 """
-# what the journal's undelivered events are for: "broker" (a publisher takes them) or "none"
+# ``pending``: one bit per output that has not yet acknowledged the row (a row is deleted
+# when the last one has); the bits are fixed, so a journal survives a change of outputs.
+# Files of earlier releases had one output, MQTT: the column's default.
+OUTPUT_BITS = {"mqtt": 1, "nats": 2}
+# the outputs the journal's undelivered events were written for (a JSON list)
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # a damaged file that could not be moved aside is tried again after this long
 _RETRY_RECOVERY_S = 30.0
@@ -73,10 +78,10 @@ CREATE TABLE IF NOT EXISTS losses (
 )
 """
 _SAVE_LOSSES = "INSERT OR REPLACE INTO losses VALUES (1, ?, ?, ?, ?, ?)"
-_COLUMNS = "seq, id, kind, camera, topic, retain, ts, frame_ts, v, payload"
+_COLUMNS = "seq, id, kind, camera, topic, retain, ts, frame_ts, v, payload, pending"
 _INSERT = (
-    "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (id, kind, camera, topic, retain, ts, frame_ts, v, payload, pending)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -129,12 +134,28 @@ def _disk_hint(path: Path) -> str:
 
 
 def _read_rows(conn: sqlite3.Connection, lo: int, hi: int) -> list[Row]:
-    return conn.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (lo, hi)
-    ).fetchall()
+    query = "SELECT {} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"
+    try:
+        return conn.execute(query.format(_COLUMNS), (lo, hi)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        # a damaged file of an earlier release: its rows were all for MQTT
+        columns = _COLUMNS.replace("pending", str(OUTPUT_BITS["mqtt"]))
+        return conn.execute(query.format(columns), (lo, hi)).fetchall()
 
 
-_RUNS = {"broker": "with a broker", "none": "without a broker"}
+def _mask(outputs: Iterable[str]) -> int:
+    mask = 0
+    for name in outputs:
+        if name not in OUTPUT_BITS:
+            raise ValueError(f"unknown output {name!r} (known: {', '.join(OUTPUT_BITS)})")
+        mask |= OUTPUT_BITS[name]
+    return mask
+
+
+def _run_with(outputs: Sequence[str]) -> str:
+    return "without a broker (no outputs)" if not outputs else "with outputs " + ", ".join(outputs)
 
 
 class JournalError(RuntimeError):
@@ -144,27 +165,39 @@ class JournalError(RuntimeError):
 class Journal:
     """Thread-safe, durable FIFO of undelivered events with a bounded backlog.
 
-    ``append`` is called from pipeline threads, ``pending``/``mark_delivered`` from the
-    publisher thread; one connection serves them all under a lock. ``appended`` is set by every
-    ``append`` so a single consumer can block in ``wait_appended`` instead of polling.
-    ``dropped`` (oldest rows deleted at the bound) and ``refused`` (events not accepted while
-    paused) count every loss since the journal was opened.
+    ``append`` is called from pipeline threads; each output (``outputs``: "mqtt", "nats")
+    reads and acknowledges through its own ``reader``, from its own thread, with its own
+    cursor: a row is pruned once every output has acknowledged it, so a slow or absent output
+    never holds another back and never loses what the others have taken. One connection
+    serves them all under a lock. Every ``append`` wakes every reader, so each can block in
+    ``wait_appended`` instead of polling. ``dropped`` (oldest rows deleted at the bound) and
+    ``refused`` (events not accepted while paused) count every loss since the journal was
+    opened; the bound counts rows, whichever outputs they still wait for.
 
     ``config`` (the ``journal:`` section) names the file and bounds the backlog: ``max_age_s``
     is measured on the events' ``ts``; ``overflow_every_s`` spaces ``overflow`` events, and
     losses in between are summed into the next one.
     """
 
-    def __init__(self, config: JournalConfig, destination: str | None = None) -> None:
-        """``destination``: ``"broker"`` or ``"none"``, what this run does with the events;
-        a journal holding undelivered events written for the other one is refused
-        (JournalError), so a run without a broker never leaves its events for the next run
-        with one to publish, and never adds its own to a broker's backlog. None: not checked."""
+    def __init__(
+        self, config: JournalConfig, outputs: Sequence[str] = ("mqtt",), claim: bool = False
+    ) -> None:
+        """``outputs``: who takes the events (none: a run without a broker keeps them only
+        up to the bounds). ``claim``: refuse (JournalError) a journal whose undelivered events
+        were written by a run with outputs when this one has none, or the other way round, so
+        a run without a broker never leaves its events for the next run with one to publish,
+        and never adds its own to a broker's backlog. Between runs with different outputs, an
+        output no longer configured gives up what it had not taken (logged), and a new one
+        starts with the next event."""
         self.config = config
         self.path = config.path
+        self.outputs = tuple(outputs)
+        self._mask = _mask(self.outputs)
+        self._bits = {name: OUTPUT_BITS[name] for name in self.outputs}
         self.dropped = 0
         self.refused = 0
         self.appended = threading.Event()
+        self._wakers = [self.appended]
         self._lock = threading.Lock()
         # Notified when rows are pruned: a paused append waits on it for room.
         self._room = threading.Condition(self._lock)
@@ -179,6 +212,7 @@ class Journal:
         self._recovery_failed_at = -float("inf")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._backlog = 0
+        self._waiting: dict[str, int] = dict.fromkeys(self._bits, 0)
         self._last_seq = 0
         try:
             self._connect()
@@ -192,30 +226,61 @@ class Journal:
             self._recover(damage)
         else:
             self._load_losses()
-        if destination is not None and self.error is None:
-            self._claim(destination)
+        if claim and self.error is None:
+            self._claim()
         if self._backlog:
             log.info(
                 "journal %s: %d undelivered events from a previous run", self.path, self._backlog
             )
 
-    def _claim(self, destination: str) -> None:
+    def _claim(self) -> None:
         self._conn.execute(_META)
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'destination'").fetchone()
-        written_for = None if row is None else row[0]
-        if written_for not in (None, destination) and self._backlog:
+        rows = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if "outputs" in rows:
+            written_for: list[str] | None = json.loads(rows["outputs"])
+        elif "destination" in rows:  # a journal of the release before several outputs
+            written_for = [] if rows["destination"] == "none" else ["mqtt"]
+        else:
+            written_for = None
+        if written_for is not None and self._backlog and bool(written_for) != bool(self.outputs):
             self._conn.close()
             raise JournalError(
                 f"journal {self.path}: its {self._backlog} undelivered events were written by a "
-                f"run {_RUNS[written_for]}, and this run {_RUNS[destination]}: move the file "
-                "aside (or delete it), set another journal.path, or use edged run --dry-run "
-                "for a run that keeps its events apart"
+                f"run {_run_with(written_for)}, and this run is {_run_with(self.outputs)}: move"
+                " the file aside (or delete it), set another journal.path, or use edged run"
+                " --dry-run for a run that keeps its events apart"
             )
+        if written_for and self.outputs:
+            self._give_up(sorted(set(written_for) - set(self.outputs)))
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("DELETE FROM meta WHERE key = 'destination'")
         self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('destination', ?)"
+            "INSERT INTO meta (key, value) VALUES ('outputs', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (destination,),
+            (json.dumps(list(self.outputs)),),
         )
+        self._conn.execute("COMMIT")
+        self._count()
+
+    def _give_up(self, removed: list[str]) -> None:
+        """Outputs no longer configured stop holding rows back."""
+        for name in removed:
+            bit = OUTPUT_BITS.get(name, 0)
+            self._conn.execute("BEGIN IMMEDIATE")
+            n = self._conn.execute(
+                "UPDATE events SET pending = pending & ~? WHERE pending & ?", (bit, bit)
+            ).rowcount
+            gone = self._conn.execute("DELETE FROM events WHERE pending = 0").rowcount
+            self._conn.execute("COMMIT")
+            self._backlog -= gone
+            if n:
+                log.warning(
+                    "journal %s: output %s is no longer configured; the %d event(s) it had not"
+                    " yet taken are not kept for it",
+                    self.path,
+                    name,
+                    n,
+                )
 
     def _connect(self) -> None:
         # isolation_level=None: transactions are opened explicitly, so a batch is exactly one.
@@ -225,11 +290,21 @@ class Journal:
             log.warning("journal %s: WAL unavailable, running in %s mode", self.path, mode)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(events)").fetchall()}
+        if "pending" not in columns:  # a file of the release before several outputs
+            self._conn.execute("ALTER TABLE events ADD COLUMN pending INTEGER NOT NULL DEFAULT 1")
         self._conn.execute(_INDEX)
         self._conn.execute(_LOSSES)
-        self._backlog = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._count()
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._last_seq = row[0] if row else 0
+
+    def _count(self) -> None:
+        self._backlog = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        for name, bit in self._bits.items():
+            self._waiting[name] = self._conn.execute(
+                "SELECT COUNT(*) FROM events WHERE pending & ?", (bit,)
+            ).fetchone()[0]
 
     def _load_losses(self) -> None:
         """Losses a previous run counted but did not report: reported by the next overflow
@@ -272,7 +347,7 @@ class Journal:
                 return []
             out = self._write(events, now)
         if out:
-            self.appended.set()
+            self._wake_all()
         return out
 
     def expire(self) -> list[Event]:
@@ -283,7 +358,7 @@ class Journal:
         with self._lock:
             out = self._write([], time.time())
         if out:
-            self.appended.set()
+            self._wake_all()
         return out
 
     # -- under the lock ---------------------------------------------------------------------
@@ -384,16 +459,20 @@ class Journal:
         """Insert, enforce the bounds (drop_oldest), add an overflow report when one is due."""
         out: list[Event] = []
         backlog = self._backlog
+        waiting = dict(self._waiting)
         unreported = replace(self._unreported)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             for ev in events:
                 out.append(replace(ev, seq=self._insert(ev)))
             backlog += len(out)
+            self._add(waiting, len(out))
             if self.config.on_full == "drop_oldest":
                 if self.config.max_age_s is not None:
                     expired = self._delete(
-                        "SELECT seq FROM events WHERE ts < ?", (now - self.config.max_age_s,)
+                        "SELECT seq FROM events WHERE ts < ?",
+                        (now - self.config.max_age_s,),
+                        waiting,
                     )
                     backlog -= len(expired)
                     unreported.add_dropped(expired, "age")
@@ -402,7 +481,9 @@ class Journal:
                 if report_due and (unreported or excess > 0):
                     excess += 1  # room for the overflow event itself
                 if excess > 0:
-                    oldest = self._delete("SELECT seq FROM events ORDER BY seq LIMIT ?", (excess,))
+                    oldest = self._delete(
+                        "SELECT seq FROM events ORDER BY seq LIMIT ?", (excess,), waiting
+                    )
                     backlog -= len(oldest)
                     unreported.add_dropped(oldest, "count")
             report_due = now - self._last_report >= self.config.overflow_every_s
@@ -411,6 +492,7 @@ class Journal:
                 report = self._overflow(unreported, backlog + 1, now)
                 out.append(replace(report, seq=self._insert(report)))
                 backlog += 1
+                self._add(waiting, 1)
                 self._conn.execute("DELETE FROM losses")
             elif unreported.dropped != self._unreported.dropped:
                 self._conn.execute(_SAVE_LOSSES, unreported.row())
@@ -420,6 +502,7 @@ class Journal:
             raise
         self.dropped += unreported.dropped - self._unreported.dropped
         self._backlog = backlog
+        self._waiting = waiting
         if out:
             self._last_seq = out[-1].seq
         if report is not None:
@@ -453,15 +536,25 @@ class Journal:
                 ev.frame_ts,
                 ev.v,
                 json.dumps(ev.payload, separators=(",", ":")),
+                self._mask,
             ),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def _delete(self, select: str, params: tuple[float | int, ...]) -> list[int]:
+    def _add(self, waiting: dict[str, int], n: int) -> None:
+        """``n`` new rows, each waiting for every output."""
+        for name in waiting:
+            waiting[name] += n
+
+    def _delete(
+        self, select: str, params: tuple[float | int, ...], waiting: dict[str, int]
+    ) -> list[int]:
         rows = self._conn.execute(
-            f"DELETE FROM events WHERE seq IN ({select}) RETURNING seq", params
+            f"DELETE FROM events WHERE seq IN ({select}) RETURNING seq, pending", params
         ).fetchall()
+        for name, bit in self._bits.items():
+            waiting[name] -= sum(1 for _, pending in rows if pending & bit)
         return [r[0] for r in rows]
 
     def _overflow(self, u: _Unreported, backlog: int, now: float) -> Event:
@@ -487,18 +580,38 @@ class Journal:
 
     # -- the publisher's side ---------------------------------------------------------------
 
-    def pending(self, after_seq: int = 0, limit: int = 500) -> list[Event]:
-        """Undelivered events with ``seq > after_seq``, oldest first. A damaged file is
-        recovered and read again; a read that fails otherwise gives nothing this time."""
-        query = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+    def reader(self, output: str) -> JournalReader:
+        """The view of one output: its undelivered events, acknowledged on its own."""
+        if output not in self._bits:
+            raise ValueError(
+                f"journal {self.path}: {output!r} is not one of its outputs"
+                f" ({', '.join(self.outputs) or 'none'})"
+            )
+        return JournalReader(self, output)
+
+    def _output(self, output: str | None) -> tuple[str, int]:
+        if output is None:
+            if len(self.outputs) != 1:
+                raise ValueError(f"journal {self.path}: name the output ({self.outputs})")
+            output = self.outputs[0]
+        return output, self._bits[output]
+
+    def pending(
+        self, after_seq: int = 0, limit: int = 500, output: str | None = None
+    ) -> list[Event]:
+        """Events with ``seq > after_seq`` that ``output`` (None: the only one) has not
+        acknowledged, oldest first. A damaged file is recovered and read again; a read that
+        fails otherwise gives nothing this time."""
+        _, bit = self._output(output)
+        query = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND pending & ? ORDER BY seq LIMIT ?"
         with self._lock:
             try:
                 try:
-                    rows = self._conn.execute(query, (after_seq, limit)).fetchall()
+                    rows = self._conn.execute(query, (after_seq, bit, limit)).fetchall()
                 except sqlite3.DatabaseError as exc:
                     if not (is_damage(exc) and self._recover(str(exc))):
                         raise
-                    rows = self._conn.execute(query, (after_seq, limit)).fetchall()
+                    rows = self._conn.execute(query, (after_seq, bit, limit)).fetchall()
             except sqlite3.Error as exc:
                 return self._read_failed(exc)
             self._read_error = None
@@ -515,18 +628,26 @@ class Journal:
                 seq=seq,
                 v=v,
             )
-            for seq, id_, kind, camera, topic, retain, ts, frame_ts, v, payload in rows
+            for seq, id_, kind, camera, topic, retain, ts, frame_ts, v, payload, _ in rows
         ]
 
-    def mark_delivered(self, seqs: Iterable[int]) -> None:
-        """Prune delivered events. Unknown or already pruned seqs are ignored."""
-        params = [(s,) for s in seqs]
+    def mark_delivered(self, seqs: Iterable[int], output: str | None = None) -> None:
+        """``output`` (None: the only one) has these events; each is pruned once every
+        output has it. Unknown, already acknowledged or pruned seqs are ignored."""
+        name, bit = self._output(output)
+        params = [(bit, s, bit) for s in seqs]
         if not params:
             return
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                cur = self._conn.executemany("DELETE FROM events WHERE seq = ?", params)
+                taken = self._conn.executemany(
+                    "UPDATE events SET pending = pending & ~? WHERE seq = ? AND pending & ?",
+                    params,
+                ).rowcount
+                gone = self._conn.executemany(
+                    "DELETE FROM events WHERE seq = ? AND pending = 0", [p[1:2] for p in params]
+                ).rowcount
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -539,7 +660,8 @@ class Journal:
             except BaseException:
                 self._rollback()
                 raise
-            self._backlog -= cur.rowcount
+            self._waiting[name] -= taken
+            self._backlog -= gone
             self._room.notify_all()
 
     def _read_failed(self, exc: sqlite3.Error) -> list[Event]:
@@ -578,7 +700,7 @@ class Journal:
             "an unknown number" if found.lost is None else found.lost,
             seq,
         )
-        self.appended.set()
+        self._wake_all()
         return True
 
     def _carry(self, found: journal_recovery.Salvage) -> int:
@@ -598,7 +720,7 @@ class Journal:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 11)})",
                 found.rows,
             )
             # seqs go on from the damaged file's, never below what it handed out
@@ -611,7 +733,7 @@ class Journal:
         except BaseException:
             self._rollback()
             raise
-        self._backlog = len(found.rows) + 1
+        self._count()
         self._last_seq = seq
         return seq
 
@@ -635,10 +757,15 @@ class Journal:
             "recoveries": self.recoveries,
         }
 
-    def backlog(self) -> int:
-        """How many events are stored and not yet delivered."""
+    def backlog(self, output: str | None = None) -> int:
+        """How many events are stored and not yet delivered (to every output; to ``output``)."""
         with self._lock:
-            return self._backlog
+            return self._backlog if output is None else self._waiting[output]
+
+    def backlogs(self) -> dict[str, int]:
+        """Per output, how many events it has not yet acknowledged."""
+        with self._lock:
+            return dict(self._waiting)
 
     def last_seq(self) -> int:
         """The highest seq ever assigned by this journal file (0 if none)."""
@@ -646,19 +773,57 @@ class Journal:
             return self._last_seq
 
     def wait_appended(self, timeout: float | None = None) -> bool:
-        """Block until ``append`` (or ``wake``) has happened since the last call; meant for one
-        consumer. Returns False on timeout."""
-        fired = self.appended.wait(timeout)
-        # Clearing after waking is safe: the consumer reads the table after this, and every
-        # append commits before it sets the flag.
-        self.appended.clear()
-        return fired
+        """Block until ``append`` (or ``wake``) has happened since the last call; for one
+        consumer (each reader has its own). Returns False on timeout."""
+        return _wait(self.appended, timeout)
 
     def wake(self) -> None:
-        """Wake a consumer blocked in ``wait_appended`` without appending anything."""
-        self.appended.set()
+        """Wake every consumer blocked in ``wait_appended`` without appending anything."""
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for waker in self._wakers:
+            waker.set()
 
     def close(self) -> None:
         """Close the database; the journal must not be used afterwards."""
         with self._lock:
             self._conn.close()
+
+
+def _wait(flag: threading.Event, timeout: float | None) -> bool:
+    fired = flag.wait(timeout)
+    # Clearing after waking is safe: the consumer reads the table after this, and every
+    # append commits before it sets the flag.
+    flag.clear()
+    return fired
+
+
+class JournalReader:
+    """One output's side of the journal: ``pending`` from its cursor, ``mark_delivered`` when
+    its engine has acknowledged, ``wait_appended`` on its own wakeup."""
+
+    def __init__(self, journal: Journal, output: str) -> None:
+        self.journal = journal
+        self.output = output
+        self._appended = threading.Event()
+        journal._wakers.append(self._appended)
+
+    def pending(self, after_seq: int = 0, limit: int = 500) -> list[Event]:
+        return self.journal.pending(after_seq, limit, self.output)
+
+    def mark_delivered(self, seqs: Iterable[int]) -> None:
+        self.journal.mark_delivered(seqs, self.output)
+
+    def backlog(self) -> int:
+        return self.journal.backlog(self.output)
+
+    def expire(self) -> list[Event]:
+        return self.journal.expire()
+
+    def wait_appended(self, timeout: float | None = None) -> bool:
+        return _wait(self._appended, timeout)
+
+    def wake(self) -> None:
+        """Wake this reader only."""
+        self._appended.set()

@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edged.config.events import MqttConfig
+from edged.config.events import MqttConfig, TlsConfig
 from edged.core.latency import Latency
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt_diagnose import SESSION_TAKEN_OVER, TakeoverWatch, tls_failure
@@ -67,8 +67,12 @@ class _Client(mqtt.Client):
 
 
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
-    tls = config.tls
-    assert tls is not None
+    assert config.tls is not None
+    return client_tls(config.tls)
+
+
+def client_tls(tls: TlsConfig) -> ssl.SSLContext:
+    """A client's TLS context: the CA (or the system's), an optional client certificate."""
     context = ssl.create_default_context(cafile=None if tls.ca is None else str(tls.ca))
     if tls.cert is not None:
         context.load_cert_chain(str(tls.cert), None if tls.key is None else str(tls.key))
@@ -113,6 +117,8 @@ class MqttPublisher:
     best effort; their events are not).
     """
 
+    name = "mqtt"
+
     def __init__(
         self,
         config: MqttConfig,
@@ -122,7 +128,7 @@ class MqttPublisher:
     ) -> None:
         self._config = config
         self._device_id = device_id
-        self._journal = journal
+        self._journal = journal.reader("mqtt")
         self._base = f"{config.topic_prefix}/{device_id}"
         self.availability_topic = f"{self._base}/availability"
         # announce, the topics once announced and no longer (cleared with an empty retained
@@ -192,6 +198,10 @@ class MqttPublisher:
     def connected(self) -> bool:
         """Whether the broker has accepted the current connection."""
         return self._connected.is_set()
+
+    def backlog(self) -> int:
+        """Events the broker has not yet acknowledged."""
+        return self._journal.backlog()
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or ``timeout`` seconds have passed."""

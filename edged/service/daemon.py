@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from edged.config import Config
@@ -14,8 +14,10 @@ from edged.core import topics
 from edged.core.event import Event
 from edged.core.latency import stage_summary
 from edged.outputs.homeassistant import discovery
+from edged.outputs.jetstream import JetStreamPublisher
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.output import Output
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.service.reload import reload as reload_config
@@ -84,7 +86,7 @@ class StatusLine:
         self._last_log = 0.0
         self._last: dict[str, tuple[float, int]] = {}
 
-    def show(self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None) -> str:
+    def show(self, pipeline: Pipeline, sink: EventSink, outputs: Sequence[Output]) -> str:
         now = time.monotonic()
         parts = []
         for name, st in pipeline.stats().items():
@@ -94,11 +96,9 @@ class StatusLine:
             parts.append(
                 f"{name} {st.state} {fps:4.1f} fps {st.tracks} tracks {st.dropped} dropped"
             )
-        broker = (
-            "" if publisher is None else (" | mqtt " + ("up" if publisher.connected else "down"))
-        )
+        links = "".join(f" | {o.name} " + ("up" if o.connected else "down") for o in outputs)
         line = (
-            " | ".join(parts) + f" | events {sink.total} | backlog {sink.journal.backlog()}{broker}"
+            " | ".join(parts) + f" | events {sink.total} | backlog {sink.journal.backlog()}{links}"
         )
         if self.area is not None:
             self.area.show(line)
@@ -113,7 +113,11 @@ class StatusLine:
 
 
 def stats_event(
-    rates: Rates, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None = None
+    rates: Rates,
+    pipeline: Pipeline,
+    sink: EventSink,
+    publisher: MqttPublisher | None = None,
+    outputs: Sequence[Output] = (),
 ) -> Event:
     """The ``stats`` message: what the Prometheus endpoint says, summed up."""
     cameras = rates.sample(pipeline.stats())
@@ -130,6 +134,15 @@ def stats_event(
     }
     if publisher is not None:
         payload["publish"] = publisher.ack_latency.summary()
+    if outputs:
+        payload["outputs"] = {
+            o.name: {
+                "connected": o.connected,
+                "backlog": o.backlog(),
+                "ack": o.ack_latency.summary(),
+            }
+            for o in outputs
+        }
     return Event(kind="stats", camera=None, topic=topics.STATS, payload=payload)
 
 
@@ -154,20 +167,25 @@ def run(
     signals.hup.clear()
     stop, hup, wake = signals.stop, signals.hup, signals.wake
     reporter = ServiceReporter(config.service.ready_timeout_s, time.monotonic())
-    journal = Journal(config.journal, "none" if config.mqtt is None else "broker")
+    names = (["mqtt"] if config.mqtt is not None else []) + config.outputs.names()
+    journal = Journal(config.journal, names, claim=True)
     printer = EventPrinter(config.device_id, stdout, signals.request_stop) if print_events else None
     sink = EventSink(journal, [printer] if printer is not None else [])
     publisher = None
     if config.mqtt is not None:
         announce = [] if config.homeassistant is None else discovery(config)
         publisher = MqttPublisher(config.mqtt, config.device_id, journal, announce)
-    if publisher is not None:
         sink.image_listeners.append(publisher.publish_image)
+    outputs: list[Output] = [] if publisher is None else [publisher]
+    if config.outputs.nats is not None:
+        outputs.append(JetStreamPublisher(config.outputs.nats, config.device_id, journal))
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
-    servers = serve_http(config, pipeline, sink, publisher, config_file, signals.request_reload)
-    if publisher is not None:
-        publisher.start()
+    servers = serve_http(
+        config, pipeline, sink, publisher, config_file, signals.request_reload, outputs
+    )
+    for output in outputs:
+        output.start()
     pipeline.start()
     log.info("running %d camera(s) on %d model(s)", len(pipeline.cameras), len(pipeline.workers))
     rates = Rates()
@@ -179,19 +197,19 @@ def run(
             if fatal is not None:
                 log.error("%s; stopping, so that the service manager starts edged again", fatal)
                 break
-            line = status.show(pipeline, sink, publisher)
+            line = status.show(pipeline, sink, outputs)
             reporter.tick(time.monotonic(), pipeline.progress(), line)
             if hup.is_set():
                 hup.clear()
                 config = _reload(config, reload, pipeline, sink, reporter, publisher)
             if time.monotonic() >= next_stats:
                 next_stats += config.stats_interval_s
-                sink.emit([stats_event(rates, pipeline, sink, publisher)])
+                sink.emit([stats_event(rates, pipeline, sink, publisher, outputs)])
             wake.wait(reporter.tick_s)
             wake.clear()
     finally:
         reporter.stopping()
-        status.show(pipeline, sink, publisher)
+        status.show(pipeline, sink, outputs)
         status.close()
         if not pipeline.stop(PIPELINE_STOP_S):
             log.warning("some threads did not stop in time")
@@ -199,10 +217,9 @@ def run(
             printer.close()
         for server in servers:
             server.close()
-        if publisher is not None:
-            publisher.stop(drain_timeout=DRAIN_S)
+        stop_outputs(outputs, DRAIN_S)
         backlog = journal.backlog()
-        if publisher is not None and backlog:
+        if outputs and backlog:
             log.warning(
                 "%d event(s) not yet delivered; they stay in %s for the next start",
                 backlog,
@@ -214,6 +231,17 @@ def run(
         # stopped in order, now ended as a closed pipe ends every subcommand
         raise BrokenPipeError("the events' output was closed")
     return exit_code(config, pipeline, fatal or pipeline.fatal, stopped=stop.is_set())
+
+
+def stop_outputs(outputs: Sequence[Output], drain_s: float) -> None:
+    """Let every output take the backlog in the same ``drain_s`` (they drain side by side),
+    then stop them."""
+    deadline = time.monotonic() + drain_s
+    for output in outputs:
+        if output.connected:
+            output.wait_drained(max(0.0, deadline - time.monotonic()))
+    for output in outputs:
+        output.stop(drain_timeout=0.0)
 
 
 def exit_code(config: Config, pipeline: Pipeline, fatal: str | None, stopped: bool) -> int:

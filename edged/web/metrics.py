@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from edged.core.latency import Latency
 from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.output import Output
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 
@@ -24,11 +25,16 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 class PipelineCollector(Collector):
     def __init__(
-        self, pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None = None
+        self,
+        pipeline: Pipeline,
+        sink: EventSink,
+        publisher: MqttPublisher | None = None,
+        outputs: Sequence[Output] = (),
     ) -> None:
         self._pipeline = pipeline
         self._sink = sink
         self._publisher = publisher
+        self._outputs = list(outputs)
 
     def collect(self) -> Iterator[Metric]:
         cameras = dict(self._pipeline.cameras)
@@ -101,6 +107,7 @@ class PipelineCollector(Collector):
             "Events not yet acknowledged by the broker",
             self._sink.journal.backlog(),
         )
+        yield from self._per_output()
         if self._publisher is None:
             return
         yield GaugeMetricFamily(
@@ -124,6 +131,26 @@ class PipelineCollector(Collector):
         for kind, latency in sorted(list(self._publisher.event_latency.items())):
             _add_latency(age, [kind], latency)
         yield age
+
+    def _per_output(self) -> Iterator[Metric]:
+        if not self._outputs:
+            return
+        up = GaugeMetricFamily(
+            "edged_output_connected", "1 while the output's engine is reachable", labels=["output"]
+        )
+        backlog = GaugeMetricFamily(
+            "edged_output_backlog", "Events the output has not yet acknowledged", labels=["output"]
+        )
+        acks = HistogramMetricFamily(
+            "edged_output_ack_seconds",
+            "Seconds from publishing an event to the output's acknowledgement",
+            labels=["output"],
+        )
+        for output in self._outputs:
+            up.add_metric([output.name], float(output.connected))
+            backlog.add_metric([output.name], output.backlog())
+            _add_latency(acks, [output.name], output.ack_latency)
+        yield from (up, backlog, acks)
 
 
 def _add_latency(family: HistogramMetricFamily, labels: list[str], latency: Latency) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -14,6 +14,7 @@ from edged.config import Config
 from edged.config.events import MetricsConfig
 from edged.config.http import HttpConfig, is_loopback
 from edged.outputs.mqtt import MqttPublisher
+from edged.outputs.output import Output
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.web.config_save import ConfigFile, ConfigSaver
@@ -28,10 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def metrics_routes(
-    pipeline: Pipeline, sink: EventSink, publisher: MqttPublisher | None, stale_s: float
+    pipeline: Pipeline,
+    sink: EventSink,
+    publisher: MqttPublisher | None,
+    stale_s: float,
+    outputs: Sequence[Output] = (),
 ) -> list[Route]:
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(pipeline, sink, publisher))
+    registry.register(PipelineCollector(pipeline, sink, publisher, outputs))
 
     def metrics(req: Request, path: str) -> bool:
         if path != "/metrics":
@@ -46,6 +51,11 @@ def metrics_routes(
         if publisher is not None:
             body["mqtt"] = "up" if publisher.connected else "down"
         body["backlog"] = sink.journal.backlog()
+        if outputs:
+            body["outputs"] = {
+                o.name: {"state": "up" if o.connected else "down", "backlog": o.backlog()}
+                for o in outputs
+            }
         req.send(200 if ok else 503, "application/json", (json.dumps(body) + "\n").encode())
         return True
 
@@ -68,6 +78,7 @@ def serve_http(
     publisher: MqttPublisher | None,
     config_file: ConfigFile | None = None,
     reload: Callable[[], None] | None = None,
+    outputs: Sequence[Output] = (),
 ) -> list[WebServer]:
     """Start the configured servers (none when neither section is there). The console's
     editor saves into ``config_file`` and then calls ``reload`` (without both: it only shows
@@ -80,7 +91,7 @@ def serve_http(
     access: dict[tuple[str, int], HttpConfig] = {}
     if config.metrics is not None:
         m = config.metrics
-        routes[(m.host, m.port)] = metrics_routes(pipeline, sink, publisher, m.stale_s)
+        routes[(m.host, m.port)] = metrics_routes(pipeline, sink, publisher, m.stale_s, outputs)
         pages[(m.host, m.port)] = ["/metrics", "/healthz"]
         access[(m.host, m.port)] = m
     if config.debug_view is not None:

@@ -1,0 +1,351 @@
+"""Publishes the journal to a NATS JetStream stream, at least once, deduplicated by the stream.
+
+Every event goes to ``<subject_prefix>.<device>.<camera>.<kind>`` (``_`` for device-wide
+events) with ``Nats-Msg-Id`` = its id: a replay after a lost ack or a restart is dropped by
+the stream within its duplicate window, and a consumer that deduplicates on ``id`` (``edged
+store`` does) never sees one twice beyond it. A row is acknowledged to the journal only once
+the stream's PubAck says it is stored (on as many replicas as the stream has).
+
+Threads: one thread runs an asyncio loop with nats-py; it alone reads this output's side of
+the journal and acknowledges, so it needs no lock. Up to ``max_inflight`` publishes await
+their acks at once; a failed one sends the cursor back to it, and the next round sends it
+(and only what the stream has not acknowledged) again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType
+from nats.js.api import StreamConfig as JsStreamConfig
+
+from edged.config.outputs import NatsConfig
+from edged.core.event import Event
+from edged.core.latency import Latency
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import client_tls
+
+log = logging.getLogger(__name__)
+
+# a safety net only: appends and stop() wake the publisher
+_IDLE_WAKE_S = 1.0
+# what a publish can fail with that a later retry may cure (the link, the stream's leader)
+_RETRYABLE = (
+    asyncio.TimeoutError,
+    nats.errors.Error,
+    nats.js.errors.Error,
+    OSError,
+)
+
+
+def subject(prefix: str, device: str, event: Event) -> str:
+    """The subject of ``event``: per device, camera and kind."""
+    return f"{prefix}.{device}.{event.camera or '_'}.{event.kind}"
+
+
+class StreamError(RuntimeError):
+    """The stream is missing (and may not be created) or does not take edged's subjects."""
+
+
+class JetStreamPublisher:
+    """Drains this output's side of a ``Journal`` into the configured stream."""
+
+    name = "nats"
+
+    def __init__(self, config: NatsConfig, device_id: str, journal: Journal) -> None:
+        self._config = config
+        self._device_id = device_id
+        self._journal = journal.reader("nats")
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        # notified on every acknowledgement and every lost connection (wait_drained)
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconnected: asyncio.Event | None = None
+        self._last_problem: str | None = None
+        self.error: str | None = None  # why nothing is delivered now (None: it is)
+        self.published = 0
+        self.duplicates = 0  # publishes the stream already had (a replay)
+        self.ack_latency = Latency()
+        self.event_latency: dict[str, Latency] = {}
+
+    @property
+    def connected(self) -> bool:
+        """Connected, with the stream checked."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def backlog(self) -> int:
+        return self._journal.backlog()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until this output has every event (True), or ``timeout`` or a lost
+        connection (False)."""
+        with self._progress:
+            self._progress.wait_for(
+                lambda: self._journal.backlog() == 0 or not self.connected, timeout
+            )
+        return self._journal.backlog() == 0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("JetStreamPublisher already started")
+        log.info(
+            "NATS JetStream: publishing to stream %s via %s (%d events pending)",
+            self._config.stream.name,
+            ", ".join(self._config.servers),
+            self._journal.backlog(),
+        )
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name="edged-nats-publisher", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Deliver what is pending (up to ``drain_timeout`` s), then close the connection.
+        Undelivered events stay in the journal."""
+        if self._thread is None or self._stopping.is_set():
+            return
+        if self.connected:
+            self.wait_drained(drain_timeout)
+        self._stopping.set()
+        self._journal.wake()
+        loop, reconnected = self._loop, self._reconnected
+        if loop is not None and reconnected is not None:
+            loop.call_soon_threadsafe(reconnected.set)
+        # a publish in flight waits for its ack at most ack_timeout_s
+        self._thread.join(self._config.ack_timeout_s + 2.0)
+        backlog = self._journal.backlog()
+        if backlog:
+            log.warning("NATS publisher stopped with %d events not in the stream", backlog)
+
+    def state(self) -> dict[str, Any]:
+        """For ``stats`` and ``/healthz``."""
+        return {
+            "connected": self.connected,
+            "error": self.error,
+            "backlog": self._journal.backlog(),
+            "published": self.published,
+            "duplicates": self.duplicates,
+        }
+
+    # -- the publisher's thread -------------------------------------------------------------
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reconnected = asyncio.Event()
+        while not self._stopping.is_set():
+            nc = None
+            try:
+                nc = await nats.connect(**self._options())
+                js = nc.jetstream(timeout=self._config.ack_timeout_s)
+                await self._ensure_stream(js)
+                self.error = None
+                self._connected.set()
+                await self._pump(nc, js)
+            except StreamError as exc:
+                self._problem(str(exc), logging.ERROR)
+            except _RETRYABLE as exc:
+                self._problem(f"NATS {', '.join(self._config.servers)}: {_why(exc)}")
+            except Exception:
+                # a bug must not end delivery for good: the rows stay in the journal
+                log.exception("NATS publisher failed; starting again")
+            finally:
+                self._lost()
+                if nc is not None and not nc.is_closed:
+                    await nc.close()
+            if not self._stopping.is_set():
+                await self._pause(self._config.reconnect_wait_s)
+
+    def _options(self) -> dict[str, Any]:
+        c = self._config
+        options: dict[str, Any] = {
+            "servers": c.servers,
+            "name": f"edged-{self._device_id}",
+            "connect_timeout": c.ack_timeout_s,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": c.reconnect_wait_s,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+        }
+        if c.user is not None and c.password is not None:
+            options |= {"user": c.user, "password": c.password.get_secret_value()}
+        if c.token is not None:
+            options["token"] = c.token.get_secret_value()
+        if c.creds is not None:
+            options["user_credentials"] = str(c.creds)
+        if c.tls is not None:
+            options["tls"] = client_tls(c.tls)
+        return options
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        s = self._config.stream
+        subjects = [f"{self._config.subject_prefix}.>"]
+        want = JsStreamConfig(
+            name=s.name,
+            subjects=subjects,
+            max_age=s.max_age_s,
+            max_bytes=s.max_bytes or -1,
+            max_msgs=s.max_msgs or -1,
+            num_replicas=s.replicas,
+            storage=StorageType.FILE if s.storage == "file" else StorageType.MEMORY,
+            duplicate_window=s.duplicate_window_s,
+        )
+        try:
+            info = await js.stream_info(s.name)
+        except nats.js.errors.NotFoundError:
+            if not s.create:
+                raise StreamError(
+                    f"NATS stream {s.name} does not exist (outputs.nats.stream.create: false)"
+                ) from None
+            await js.add_stream(want)
+            log.info("NATS: created stream %s for %s", s.name, subjects[0])
+            return
+        mine = f"{self._config.subject_prefix}.{self._device_id}.x.y"
+        if not any(_matches(pattern, mine) for pattern in info.config.subjects or []):
+            raise StreamError(
+                f"NATS stream {s.name} takes {info.config.subjects}, not edged's"
+                f" {self._config.subject_prefix}.{self._device_id}.>: set"
+                " outputs.nats.stream.name or subject_prefix"
+            )
+        for field, have, wanted in _differences(info.config, want):
+            log.warning(
+                "NATS stream %s has %s=%s, the config says %s; left as it is (the stream may"
+                " be shared by other devices: change it with the nats CLI)",
+                s.name,
+                field,
+                have,
+                wanted,
+            )
+
+    async def _pump(self, nc: NatsClient, js: JetStreamContext) -> None:
+        assert self._reconnected is not None
+        cursor = 0
+        while not self._stopping.is_set():
+            if not nc.is_connected:
+                # nats-py reconnects by itself; meanwhile publishing only times out
+                self._lost()
+                self._reconnected.clear()
+                await self._reconnected.wait()
+                if nc.is_closed:
+                    return
+                self._connected.set()
+                cursor = 0
+                continue
+            batch = self._journal.pending(cursor, self._config.max_inflight)
+            if not batch:
+                await asyncio.to_thread(self._journal.wait_appended, _IDLE_WAKE_S)
+                continue
+            cursor = await self._send(js, batch, cursor)
+
+    async def _send(self, js: JetStreamContext, batch: list[Event], cursor: int) -> int:
+        """Publish ``batch`` concurrently; acknowledge what the stream stored; return the
+        cursor for the next round (before the first failure, if one failed)."""
+        results = await asyncio.gather(*(self._publish(js, ev) for ev in batch))
+        acked = [ev.seq for ev, ok in zip(batch, results, strict=True) if ok]
+        if acked:
+            self._journal.mark_delivered(acked)
+            with self._progress:
+                self._progress.notify_all()
+        failed = [ev for ev, ok in zip(batch, results, strict=True) if not ok]
+        if not failed:
+            self._last_problem = None
+            return batch[-1].seq
+        return failed[0].seq - 1
+
+    async def _publish(self, js: JetStreamContext, ev: Event) -> bool:
+        sent = time.monotonic()
+        try:
+            ack = await js.publish(
+                subject(self._config.subject_prefix, self._device_id, ev),
+                ev.to_json(self._device_id).encode(),
+                headers={"Nats-Msg-Id": ev.id},
+            )
+        except _RETRYABLE as exc:
+            self._problem(f"NATS publish of seq={ev.seq} failed: {_why(exc)}; retrying")
+            return False
+        self.published += 1
+        self.duplicates += bool(ack.duplicate)
+        self.ack_latency.observe(time.monotonic() - sent)
+        if ev.frame_ts is not None:
+            self.event_latency.setdefault(ev.kind, Latency()).observe(time.time() - ev.frame_ts)
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._reconnected is not None
+        self._reconnected.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._reconnected.wait(), seconds)
+
+    def _lost(self) -> None:
+        self._connected.clear()
+        with self._progress:
+            self._progress.notify_all()
+
+    def _problem(self, what: str, level: int = logging.WARNING) -> None:
+        """Logged once while it repeats; kept for ``state``."""
+        self.error = what
+        if what == self._last_problem:
+            log.debug("%s", what)
+            return
+        self._last_problem = what
+        log.log(level, "%s (events wait in the journal)", what)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS: %s", _why(exc))
+
+    async def _on_disconnected(self) -> None:
+        if not self._stopping.is_set():
+            log.warning(
+                "NATS disconnected; reconnecting, %d events pending", self._journal.backlog()
+            )
+        self._lost()
+
+    async def _on_reconnected(self) -> None:
+        log.info("NATS reconnected")
+        if self._reconnected is not None:
+            self._reconnected.set()
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _matches(pattern: str, subject_: str) -> bool:
+    """NATS subject matching: ``*`` one token, ``>`` the rest."""
+    want, have = pattern.split("."), subject_.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def _differences(have: JsStreamConfig, want: JsStreamConfig) -> list[tuple[str, Any, Any]]:
+    fields = ("max_age", "max_bytes", "max_msgs", "num_replicas", "storage", "duplicate_window")
+    out = []
+    for field in fields:
+        a, b = getattr(have, field), getattr(want, field)
+        if isinstance(a, float) or isinstance(b, float):
+            if abs((a or 0) - (b or 0)) > 1e-3:
+                out.append((field, a, b))
+        elif a != b and not (a in (None, -1, 0) and b in (None, -1, 0)):
+            out.append((field, a, b))
+    return out

@@ -1,0 +1,227 @@
+"""The NATS JetStream output against real nats-server processes: every journaled event in the
+stream once, through restarts, a lost node of a cluster, and beside a broker that is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.config.events import JournalConfig, MqttConfig
+from edged.config.outputs import NatsConfig
+from edged.core.event import Event
+from edged.outputs.jetstream import JetStreamPublisher
+from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
+from tests.mqtt_helpers import Broker, free_port
+from tests.nats_helpers import NatsServer, cluster, stream_messages
+from tests.waiting import poll
+
+
+def events(n: int, start: int = 0) -> list[Event]:
+    out = []
+    for i in range(start, start + n):
+        camera = "cam1" if i % 3 else "cam2"
+        out.append(
+            Event(
+                kind="line_crossing",
+                camera=camera,
+                topic=f"{camera}/lines/door",
+                payload={"line": "door", "direction": "in", "track_id": i, "label": "person"},
+                frame_ts=1000.0 + i,
+            )
+        )
+    return out
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+def nats_config(*urls: str, **extra: object) -> NatsConfig:
+    return NatsConfig.model_validate(
+        {"servers": list(urls), "reconnect_wait_s": 0.2, "ack_timeout_s": 2, **extra}
+    )
+
+
+def by_seq(messages: list) -> dict[int, list]:
+    import json
+
+    seen: dict[int, list] = {}
+    for msg in messages:
+        body = json.loads(msg.data)
+        seen.setdefault(body["seq"], []).append((msg.subject, msg.headers, body))
+    return seen
+
+
+def test_every_event_is_in_the_stream_once_with_its_subject_and_id(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+    stored = journal.append(events(300))
+    stored += journal.append(
+        [Event(kind="stats", camera=None, topic="stats", payload={"cameras": {}})]
+    )
+    publisher = JetStreamPublisher(nats_config(nats_server.url), "dev1", journal)
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        assert publisher.wait_drained(20), publisher.state()
+    finally:
+        publisher.stop()
+    assert journal.backlog() == 0
+    seen = by_seq(stream_messages(nats_server.url, "EDGED"))
+    assert sorted(seen) == [e.seq for e in stored]
+    for ev in stored:
+        [(subject, headers, body)] = seen[ev.seq]
+        assert subject == f"edged.dev1.{ev.camera or '_'}.{ev.kind}"
+        assert headers["Nats-Msg-Id"] == ev.id == body["id"]
+        assert body["device"] == "dev1"
+    journal.close()
+
+
+def test_a_replay_of_events_the_stream_has_is_dropped_by_it(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """What a lost PubAck or a restart sends again: the same ids, deduplicated by the stream."""
+    first = Journal(JournalConfig(path=tmp_path / "a.db"), ("nats",))
+    sent = first.append(events(50))
+    publisher = JetStreamPublisher(nats_config(nats_server.url), "dev1", first)
+    publisher.start()
+    assert publisher.wait_connected(10) and publisher.wait_drained(20)
+    publisher.stop()
+    again = Journal(JournalConfig(path=tmp_path / "b.db"), ("nats",))
+    again.append(sent)  # same ids, as a journal replaying them would send
+    replay = JetStreamPublisher(nats_config(nats_server.url), "dev1", again)
+    replay.start()
+    assert replay.wait_connected(10) and replay.wait_drained(20)
+    replay.stop()
+    assert replay.duplicates == 50 and replay.published == 50
+    assert len(stream_messages(nats_server.url, "EDGED")) == 50
+    first.close()
+    again.close()
+
+
+class Appender:
+    """Appends a batch of events every few ms from its own thread, like the analytics."""
+
+    def __init__(self, journal: Journal, total: int, batch: int = 5) -> None:
+        self.journal = journal
+        self.total = total
+        self.batch = batch
+        self.stored: list[Event] = []
+        self.halfway = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while len(self.stored) < self.total and not self._stop.wait(0.01):
+            self.stored += self.journal.append(events(self.batch, len(self.stored)))
+            if len(self.stored) >= self.total // 2:
+                self.halfway.set()
+
+    def join(self) -> None:
+        self._thread.join(60)
+        assert not self._thread.is_alive()
+
+
+def test_a_nats_restart_while_events_flow_loses_nothing(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+    publisher = JetStreamPublisher(nats_config(nats_server.url), "dev1", journal)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    appender = Appender(journal, 600)
+    assert appender.halfway.wait(30)
+    with caplog.at_level(logging.WARNING, logger="edged.outputs.jetstream"):
+        nats_server.kill()  # no goodbye: in-flight publishes lose their acks
+        poll(lambda: not publisher.connected, 10)
+        nats_server.start()
+        appender.join()
+        poll(lambda: journal.backlog() == 0, 60)
+    publisher.stop()
+    assert "NATS disconnected" in caplog.text
+    seen = by_seq(stream_messages(nats_server.url, "EDGED"))
+    assert sorted(seen) == [e.seq for e in appender.stored]
+    assert all(len(copies) == 1 for copies in seen.values())
+    journal.close()
+
+
+def test_an_output_that_is_down_holds_back_neither_the_other_nor_its_own_events(
+    tmp_path: Path, nats_server: NatsServer, mqtt_broker_factory
+) -> None:
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("mqtt", "nats"), claim=True)
+    broker: Broker = mqtt_broker_factory(start=False, port=free_port())
+    mqtt = MqttPublisher(
+        MqttConfig(port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.2), "dev1", journal
+    )
+    jet = JetStreamPublisher(nats_config(nats_server.url), "dev1", journal)
+    mqtt.start()
+    jet.start()
+    try:
+        stored = journal.append(events(100))
+        assert jet.wait_connected(10) and jet.wait_drained(20)
+        assert journal.backlogs() == {"mqtt": 100, "nats": 0}
+        assert journal.backlog() == 100  # kept for the broker
+        broker.start()
+        poll(lambda: journal.backlog() == 0, 20)
+    finally:
+        mqtt.stop()
+        jet.stop()
+        broker.stop()
+    assert len(stream_messages(nats_server.url, "EDGED")) == len(stored)
+    journal.close()
+
+
+def test_a_missing_stream_that_may_not_be_created_is_reported_and_waited_for(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+    journal.append(events(3))
+    config = nats_config(nats_server.url, stream={"name": "ELSEWHERE", "create": False})
+    publisher = JetStreamPublisher(config, "dev1", journal)
+    with caplog.at_level(logging.ERROR, logger="edged.outputs.jetstream"):
+        publisher.start()
+        poll(lambda: publisher.error is not None, 10)
+    publisher.stop()
+    assert "NATS stream ELSEWHERE does not exist (outputs.nats.stream.create: false)" in (
+        caplog.text
+    )
+    assert journal.backlog() == 3
+    journal.close()
+
+
+def test_a_cluster_node_killed_while_publishing_to_three_replicas_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    servers = cluster(tmp_path / "cluster")
+    try:
+        urls = [s.url for s in servers]
+        journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+        config = nats_config(*urls, stream={"replicas": 3}, ack_timeout_s=3)
+        publisher = JetStreamPublisher(config, "dev1", journal)
+        publisher.start()
+        assert publisher.wait_connected(30), publisher.state()
+        appender = Appender(journal, 600)
+        assert appender.halfway.wait(30)
+        # the node edged is connected to is as good a victim as any: kill the first
+        servers[0].kill()
+        appender.join()
+        poll(lambda: journal.backlog() == 0, 60)
+        publisher.stop()
+        seen = by_seq(stream_messages([s.url for s in servers[1:]], "EDGED"))
+        assert sorted(seen) == [e.seq for e in appender.stored]
+        assert all(len(copies) == 1 for copies in seen.values())
+        journal.close()
+    finally:
+        for server in servers:
+            server.kill()
