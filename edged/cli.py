@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", parents=[common], help="validate a config (and its models) and exit"
     )
+    store = sub.add_parser(
+        "store",
+        parents=[common],
+        help="store the events of a broker or stream in PostgreSQL (one worker of a group)",
+    )
+    store.add_argument("config", help="the store's YAML config (configs/store.example.yaml)")
     _config_args(check)
     schema = sub.add_parser("schema", parents=[common], help="print the config's JSON Schema")
     schema.add_argument(
@@ -419,6 +425,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _calibrate(args)
     if args.command == "convert":
         return _convert(args)
+    if args.command == "store":
+        return _store(args)
     signals = None
     if args.command == "run":
         from edged.service.signals import Signals
@@ -436,6 +444,21 @@ def _main(argv: Sequence[str] | None) -> int:
                 "dry run: no broker; journal and snapshots in %s, removed at exit", folder
             )
         return _check_or_run(args, signals)
+
+
+def _store(args: argparse.Namespace) -> int:
+    from edged.config.loader import load_model
+    from edged.config.store import StoreConfig
+    from edged.service.signals import Signals
+    from edged.store.service import run
+
+    signals = Signals().install()
+    try:
+        config = load_model(StoreConfig, args.config)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    return run(config, signals.stop)
 
 
 def _check_or_run(args: argparse.Namespace, signals: Any) -> int:

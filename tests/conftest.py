@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from tests.mqtt_helpers import Broker, BrokerFactory, find_mosquitto, free_port
+from tests.postgres_helpers import pg_dsn  # noqa: F401  (a fixture for every test module)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -135,11 +135,11 @@ def stream_messages(
         nc = await nats.connect(url)
         try:
             js = nc.jetstream()
-            info = await js.stream_info(stream)
             out: list[Any] = []
             sub = await js.pull_subscribe(subject, stream=stream)
-            while len(out) < info.state.messages:
-                out += await sub.fetch(min(500, info.state.messages - len(out)), timeout=5)
+            total = (await sub.consumer_info()).num_pending
+            while len(out) < total:
+                out += await sub.fetch(min(500, total - len(out)), timeout=5)
             return out
         finally:
             await nc.close()

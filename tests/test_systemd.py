@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from edged.config import load
+from edged.config.loader import load_model
+from edged.config.store import StoreConfig
 from edged.service.logs import JournalFormatter, to_journal
 from edged.service.progress import CameraProgress, ProgressMonitor
 from edged.service.systemd import Notifier, watchdog_interval
@@ -136,6 +138,29 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     bad.write_text(copy.read_text().replace("WatchdogSec=", "WatchdogSecs="))
     out = subprocess.run([analyze, "verify", str(bad)], capture_output=True, text=True)
     assert "Unknown key 'WatchdogSecs'" in out.stderr
+
+
+def test_the_store_unit_passes_verify_and_its_example_config_loads(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    text = (ROOT / "systemd" / "edged-store@.service").read_text()
+    for needed in ("Type=notify", "Restart=always", "EnvironmentFile=-/etc/edged/store.env"):
+        assert re.search(rf"^{re.escape(needed)}", text, re.MULTILINE), needed
+    copy = tmp_path / "edged-store@.service"
+    copy.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable}", text, flags=re.M))
+    out = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stdout + out.stderr, out.stdout + out.stderr
+    config = load_model(StoreConfig, ROOT / "configs" / "store.example.yaml", env={})
+    assert config.nats is not None and config.nats.durable == "edged-store"
+    assert "password=" in config.postgres.dsn.get_secret_value()
+    # the MQTT variant of the same file: the worker's id comes from the unit's instance
+    mqtt = (ROOT / "configs" / "store.example.yaml").read_text()
+    mqtt = re.sub(r"^nats:\n(  .*\n)+", "", mqtt, flags=re.M).replace("# mqtt:", "mqtt:")
+    mqtt = re.sub(r"^#   ", "  ", mqtt, flags=re.M)
+    (tmp_path / "store.yaml").write_text(mqtt)
+    config = load_model(StoreConfig, tmp_path / "store.yaml", env={"EDGED_STORE_WORKER": "2"})
+    assert config.mqtt is not None and config.mqtt.client_id == "edged-store-2"
 
 
 def test_the_example_service_config_checks_with_its_environment_file(tmp_path: Path) -> None:

@@ -10,15 +10,16 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edged.config.errors import dotted
 from edged.config.root import Config, Loc
 
+M = TypeVar("M", bound=BaseModel)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BOOL = "tag:yaml.org,2002:bool"
 
@@ -278,6 +279,22 @@ def load(
     env: dict[str, str] | None = None,
 ) -> Config:
     """Read, interpolate, override and validate a config file; raise ``ConfigError``."""
+    config, places = _load(Config, path, overrides, env)
+    refs = config.reference_errors()
+    if refs:
+        raise ConfigError([f"{places.of(loc)}: {dotted(loc)}: {msg}" for loc, msg in refs])
+    config._places = places.at
+    return config
+
+
+def load_model(model: type[M], path: str | Path, env: dict[str, str] | None = None) -> M:
+    """Another service's config file (``edged store``), read and checked the same way."""
+    return _load(model, path, (), env)[0]
+
+
+def _load(
+    model: type[M], path: str | Path, overrides: Iterable[str], env: dict[str, str] | None
+) -> tuple[M, _Places]:
     path = Path(path)
     file = str(path)
     places = _Places(file)
@@ -287,7 +304,7 @@ def load(
     for spec in overrides:
         _apply_override(data, spec, places)
     try:
-        config = Config.model_validate(data, context={"base_dir": path.resolve().parent})
+        config = model.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError(
             [
@@ -296,11 +313,7 @@ def load(
                 for loc in [_data_loc(data, e["loc"])]
             ]
         ) from None
-    refs = config.reference_errors()
-    if refs:
-        raise ConfigError([f"{places.of(loc)}: {dotted(loc)}: {msg}" for loc, msg in refs])
-    config._places = places.at
-    return config
+    return config, places
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:

@@ -38,25 +38,19 @@ class StreamConfig(StrictModel):
     create: bool = Field(True, description="create the stream when it does not exist")
 
 
-class NatsConfig(StrictModel):
-    """NATS JetStream: every event to ``<subject_prefix>.<device>.<camera>.<kind>``
-    (``_`` for device-wide events), published with ``Nats-Msg-Id`` = the event id and pruned
-    from the journal once the stream has acknowledged it."""
+class NatsConnection(StrictModel):
+    """Where a NATS cluster is and how to log in; shared by the output and ``edged store``."""
 
     servers: list[str] = Field(
         default_factory=lambda: ["nats://127.0.0.1:4222"],
         min_length=1,
         description="nats:// or tls:// URLs of the cluster's servers",
     )
-    subject_prefix: str = Field("edged", pattern=_SUBJECT_PREFIX)
-    stream: StreamConfig = StreamConfig()
     user: str | None = None
     password: SecretStr | None = Field(None, description="write ${ENV_VAR}, never the secret")
     token: SecretStr | None = Field(None, description="write ${ENV_VAR}, never the secret")
     creds: Path | None = Field(None, description="a .creds file (JWT and NKey seed)")
     tls: TlsConfig | None = Field(None, description="absent: plain TCP unless a URL is tls://")
-    max_inflight: int = Field(256, ge=1, le=10_000, description="publishes awaiting their ack")
-    ack_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for a publish's ack")
     reconnect_wait_s: float = Field(2.0, gt=0, le=MAX_DURATION_S)
 
     @field_validator("creds")
@@ -70,7 +64,7 @@ class NatsConfig(StrictModel):
         return path
 
     @model_validator(mode="after")
-    def _credentials(self) -> NatsConfig:
+    def _credentials(self) -> NatsConnection:
         if (self.user is None) != (self.password is None):
             raise ValueError("user and password go together: give both or neither")
         given = [self.user is not None, self.token is not None, self.creds is not None]
@@ -80,6 +74,17 @@ class NatsConfig(StrictModel):
             if not url.startswith(("nats://", "tls://")):
                 raise ValueError(f"server {url!r}: write nats://host:port or tls://host:port")
         return self
+
+
+class NatsConfig(NatsConnection):
+    """NATS JetStream: every event to ``<subject_prefix>.<device>.<camera>.<kind>``
+    (``_`` for device-wide events), published with ``Nats-Msg-Id`` = the event id and pruned
+    from the journal once the stream has acknowledged it."""
+
+    subject_prefix: str = Field("edged", pattern=_SUBJECT_PREFIX)
+    stream: StreamConfig = StreamConfig()
+    max_inflight: int = Field(256, ge=1, le=10_000, description="publishes awaiting their ack")
+    ack_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for a publish's ack")
 
 
 class OutputsConfig(StrictModel):

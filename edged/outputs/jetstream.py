@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from nats.js.api import StreamConfig as JsStreamConfig
 
-from edged.config.outputs import NatsConfig
+from edged.config.outputs import NatsConfig, NatsConnection
 from edged.core.event import Event
 from edged.core.latency import Latency
 from edged.outputs.journal import Journal
@@ -159,7 +159,7 @@ class JetStreamPublisher:
             except StreamError as exc:
                 self._problem(str(exc), logging.ERROR)
             except _RETRYABLE as exc:
-                self._problem(f"NATS {', '.join(self._config.servers)}: {_why(exc)}")
+                self._problem(f"NATS {', '.join(self._config.servers)}: {why(exc)}")
             except Exception:
                 # a bug must not end delivery for good: the rows stay in the journal
                 log.exception("NATS publisher failed; starting again")
@@ -171,27 +171,12 @@ class JetStreamPublisher:
                 await self._pause(self._config.reconnect_wait_s)
 
     def _options(self) -> dict[str, Any]:
-        c = self._config
-        options: dict[str, Any] = {
-            "servers": c.servers,
-            "name": f"edged-{self._device_id}",
-            "connect_timeout": c.ack_timeout_s,
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": c.reconnect_wait_s,
+        return {
+            **connect_options(self._config, f"edged-{self._device_id}", self._config.ack_timeout_s),
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
         }
-        if c.user is not None and c.password is not None:
-            options |= {"user": c.user, "password": c.password.get_secret_value()}
-        if c.token is not None:
-            options["token"] = c.token.get_secret_value()
-        if c.creds is not None:
-            options["user_credentials"] = str(c.creds)
-        if c.tls is not None:
-            options["tls"] = client_tls(c.tls)
-        return options
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         s = self._config.stream
@@ -277,7 +262,7 @@ class JetStreamPublisher:
                 headers={"Nats-Msg-Id": ev.id},
             )
         except _RETRYABLE as exc:
-            self._problem(f"NATS publish of seq={ev.seq} failed: {_why(exc)}; retrying")
+            self._problem(f"NATS publish of seq={ev.seq} failed: {why(exc)}; retrying")
             return False
         self.published += 1
         self.duplicates += bool(ack.duplicate)
@@ -307,7 +292,7 @@ class JetStreamPublisher:
         log.log(level, "%s (events wait in the journal)", what)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS: %s", _why(exc))
+        log.debug("NATS: %s", why(exc))
 
     async def _on_disconnected(self) -> None:
         if not self._stopping.is_set():
@@ -322,7 +307,28 @@ class JetStreamPublisher:
             self._reconnected.set()
 
 
-def _why(exc: BaseException) -> str:
+def connect_options(c: NatsConnection, name: str, timeout_s: float) -> dict[str, Any]:
+    """nats-py's ``connect`` options for ``c``: reconnecting for ever, credentials, TLS."""
+    options: dict[str, Any] = {
+        "servers": c.servers,
+        "name": name,
+        "connect_timeout": timeout_s,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": c.reconnect_wait_s,
+    }
+    if c.user is not None and c.password is not None:
+        options |= {"user": c.user, "password": c.password.get_secret_value()}
+    if c.token is not None:
+        options["token"] = c.token.get_secret_value()
+    if c.creds is not None:
+        options["user_credentials"] = str(c.creds)
+    if c.tls is not None:
+        options["tls"] = client_tls(c.tls)
+    return options
+
+
+def why(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

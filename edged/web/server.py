@@ -132,6 +132,15 @@ class Request(BaseHTTPRequestHandler):
             return None
         if not 0 <= length <= limit:
             self.close_connection = True
+            if length <= 2 * limit:
+                # read what is on its way first: closing on a client still sending resets the
+                # connection, and the client sees a broken pipe instead of the 413
+                left = length
+                while left > 0:
+                    chunk = self.rfile.read(min(1 << 16, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
             self.send(413, "text/plain; charset=utf-8", f"at most {limit} bytes\n".encode())
             return None
         return self.rfile.read(length)
