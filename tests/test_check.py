@@ -313,6 +313,14 @@ def test_an_encrypted_key(tmp_path: Path, certs: Certs) -> None:
     assert "is encrypted with a passphrase" in found
 
 
+def test_the_streams_tls_files_are_checked_too(tmp_path: Path, certs: Certs) -> None:
+    config = base(tmp_path)
+    tls = {"ca": str(certs.ca), "cert": str(certs.client_cert), "key": str(certs.server_key)}
+    config["outputs"] = {"nats": {"servers": ["tls://nats.example:4222"], "tls": tls}}
+    found = one_problem(write(tmp_path, config), "outputs.nats.tls.key", "key")
+    assert f"{certs.server_key} is not the private key of the certificate" in found
+
+
 # --- HTTP ports ---------------------------------------------------------------------------
 
 

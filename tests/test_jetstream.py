@@ -3,8 +3,10 @@ stream once, through restarts, a lost node of a cluster, and beside a broker tha
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +18,11 @@ from edged.core.event import Event
 from edged.outputs.jetstream import JetStreamPublisher
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
+from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker, free_port
 from tests.nats_helpers import NatsServer, cluster, stream_messages
+from tests.paths import CLIP
+from tests.test_observability import get, samples, scrape
 from tests.waiting import poll
 
 
@@ -52,8 +57,6 @@ def nats_config(*urls: str, **extra: object) -> NatsConfig:
 
 
 def by_seq(messages: list) -> dict[int, list]:
-    import json
-
     seen: dict[int, list] = {}
     for msg in messages:
         body = json.loads(msg.data)
@@ -225,3 +228,65 @@ def test_a_cluster_node_killed_while_publishing_to_three_replicas_loses_nothing(
     finally:
         for server in servers:
             server.kill()
+
+
+def test_a_daemon_reports_each_output_on_healthz_metrics_and_stats(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """The broker is down, the stream is up: each output says so, and the stream is not held
+    back by the broker's backlog."""
+    port = free_port()
+    config = camera_config(
+        tmp_path,
+        {"uri": str(CLIP), "realtime": False, "loop": True},
+        mqtt={"port": free_port(), "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+        outputs={"nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.2}},
+        metrics={"port": port},
+        stats_interval_s=0.5,
+    )
+    daemon = Daemon(config)
+    try:
+
+        def healthy_outputs() -> dict | None:
+            """/healthz: nats up with nothing pending, mqtt down with a backlog"""
+            try:
+                status, body = get(f"http://127.0.0.1:{port}/healthz")
+            except urllib.error.URLError:
+                return None  # not listening yet
+            outputs = json.loads(body).get("outputs", {}) if status == 200 else {}
+            nats, mqtt = outputs.get("nats", {}), outputs.get("mqtt", {})
+            return (
+                outputs
+                if nats.get("state") == "up"
+                and mqtt.get("state") == "down"
+                and mqtt.get("backlog", 0) > 0
+                else None
+            )
+
+        poll(healthy_outputs, 60)
+        families = poll(lambda: scrape(port), 10)
+        up = families["edged_output_connected"]
+        assert samples(up, "edged_output_connected", output="nats") == [1.0]
+        assert samples(up, "edged_output_connected", output="mqtt") == [0.0]
+        backlog = families["edged_output_backlog"]
+        assert samples(backlog, "edged_output_backlog", output="mqtt")[0] > 0
+        acks = families["edged_output_ack_seconds"]
+        assert samples(acks, "edged_output_ack_seconds_count", output="nats")[0] > 0
+
+        def stats() -> dict | None:
+            """a stats event with both outputs"""
+            for e in reversed(daemon.kinds("stats")):
+                if e.get("outputs", {}).get("nats", {}).get("ack"):
+                    return e
+            return None
+
+        outputs = poll(stats, 20)["outputs"]
+        assert outputs["mqtt"]["connected"] is False and outputs["mqtt"]["backlog"] > 0
+        assert outputs["nats"]["connected"] is True and outputs["nats"]["ack"]["n"] > 0
+        # with the broker gone, stopping still takes under 5 s
+        assert daemon.terminate(within=5.0) < 5.0
+    finally:
+        daemon.kill()
+    printed = {e["id"] for e in daemon.events}
+    in_stream = {json.loads(m.data)["id"] for m in stream_messages(nats_server.url, "EDGED")}
+    assert printed == in_stream

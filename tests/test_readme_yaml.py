@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from edged.config import load
+from edged.config.loader import load_model
+from edged.config.store import StoreConfig
 from edged.models.manifest import Manifest
 from tests.paths import CLIP, MODEL, ROOT
 
@@ -26,7 +28,12 @@ CAMERA: dict[str, Any] = {
     "zones": {"yard": {"polygon": [[0.1, 0.5], [0.6, 0.5], [0.6, 0.9], [0.1, 0.9]]}},
     "lines": {"gate": {"points": [[0.5, 0.2], [0.5, 0.9]]}},
 }
-ENV = {"MQTT_PASSWORD": "secret", "CAM_PASS": "secret", "EDGED_HTTP_TOKEN": "token"}
+ENV = {
+    "MQTT_PASSWORD": "secret",
+    "CAM_PASS": "secret",
+    "EDGED_HTTP_TOKEN": "token",
+    "NATS_PASSWORD": "secret",
+}
 
 
 def base() -> dict[str, Any]:
@@ -96,7 +103,7 @@ def test_a_set_override_reads_words_the_same_way(tmp_path: Path) -> None:
 
 def test_the_readme_has_yaml_blocks_of_each_kind() -> None:
     kinds = [kind(block) for block in BLOCKS]
-    assert {"config", "camera part", "config part", "manifest"} <= set(kinds), kinds
+    assert {"config", "camera part", "config part", "manifest", "store config"} <= set(kinds)
 
 
 def kind(block: str) -> str:
@@ -107,6 +114,8 @@ def kind(block: str) -> str:
         return "manifest"
     if "device_id" in data and "cameras" in data:
         return "config"
+    if "postgres" in data:
+        return "store config"
     return "config part"
 
 
@@ -118,6 +127,10 @@ def test_every_yaml_block_of_the_readme_is_accepted(tmp_path: Path, number: int)
         # the README's placeholders for what only the user's file can give
         text = block.replace("<sha256sum of the file>", "ab" * 32)
         Manifest.model_validate(yaml.safe_load(text))
+        return
+    if what == "store config":
+        path = write(tmp_path, block)
+        assert load_model(StoreConfig, path, env={"PG_PASSWORD": "secret"}).postgres
         return
     if what == "config":
         # the files it names are the user's; here they are empty stand-ins

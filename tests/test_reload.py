@@ -54,13 +54,14 @@ def test_plan_puts_each_change_in_its_smallest_action(tmp_path: Path) -> None:
     del new["cameras"]["c"]
     new["cameras"]["d"] = base()["cameras"]["a"]
     new["mqtt"]["port"] = 1884
+    new["outputs"] = {"nats": {"servers": ["nats://127.0.0.1:4222"]}}
     actions = plan(config(tmp_path, old), config(tmp_path, new))
     assert actions.updated == ["a"]
     assert actions.restarted == ["b"]
     assert (actions.added, actions.removed) == (["d"], ["c"])
-    assert actions.needs_restart == ["mqtt"] and actions.models == []
+    assert actions.needs_restart == ["mqtt", "outputs"] and actions.models == []
     assert actions.summary() == (
-        "added d; removed c; restarted b; updated a; not applied until restart mqtt"
+        "added d; removed c; restarted b; updated a; not applied until restart mqtt, outputs"
     )
 
 

@@ -4,7 +4,9 @@ intervals they feed."""
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -13,6 +15,9 @@ import pytest
 
 from edged.store import database
 from edged.store.database import BadEvent, parse
+from tests.paths import ROOT
+
+README = ROOT / "README.md"
 
 T0 = 1_800_000_000.0  # a bucket boundary for 300 s buckets
 
@@ -99,6 +104,32 @@ def test_a_batch_is_stored_once_and_feeds_the_intervals_once(pg_dsn: str) -> Non
         assert stored == (len(events) + 2, len(events) + 2)
         body = conn.execute("SELECT body FROM events WHERE seq = 10").fetchone()
         assert body is not None and body[0]["kind"] == "stats" and body[0]["camera"] is None
+
+
+SQL = re.findall(r"^```sql\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+
+
+def test_the_readmes_queries_answer_on_stored_events(pg_dsn: str) -> None:
+    now = time.time()
+    events = [
+        {**crossing(i, "in" if i % 3 else "out"), "ts": now - i, "frame_ts": now - i}
+        for i in range(1, 30)
+    ]
+    events += [
+        {**event(40 + i, "zone_occupancy", zone="queue", total=i), "ts": now, "frame_ts": now}
+        for i in range(4)
+    ]
+    events.append({**event(50, "camera_status", status="offline", state="x"), "ts": now})
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        database.migrate(conn)
+        database.write(conn, events, 300)
+        answers = [conn.execute(query).fetchall() for query in SQL]
+    assert len(SQL) >= 4
+    crossings_per_hour, occupancy, offline, in_order = answers[:4]
+    assert sum(r[4] + r[5] for r in crossings_per_hour) == 29
+    assert [(r[3], r[4], r[5]) for r in occupancy] == [("queue", 3, 1.5)]
+    assert [(r[1], r[2]) for r in offline] == [("cam", "offline")]
+    assert in_order == []  # another device's name: the query runs, nothing of ours
 
 
 @pytest.mark.parametrize(

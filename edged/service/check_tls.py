@@ -1,6 +1,6 @@
-"""The broker's TLS files, read as the publisher will read them (Python's ``ssl``): a CA
-file with certificates in it, a client certificate, and the private key that belongs to it
-(not encrypted: the daemon has no one to ask for a passphrase)."""
+"""An output's TLS files (the broker's, the stream's), read as its publisher will read them
+(Python's ``ssl``): a CA file with certificates in it, a client certificate, and the private
+key that belongs to it (not encrypted: the daemon has no one to ask for a passphrase)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from edged.config.events import TlsConfig
 from edged.config.root import Loc
 
-TLS: Loc = ("mqtt", "tls")
+MQTT_TLS: Loc = ("mqtt", "tls")
 
 
 class _Encrypted(Exception):
@@ -42,14 +42,15 @@ def _certificates(path: Path) -> str | None:
     return _load(path, "certificate", lambda c: c.load_verify_locations(cafile=str(path)))
 
 
-def tls_problems(tls: TlsConfig) -> list[tuple[Loc, str]]:
+def tls_problems(tls: TlsConfig, at: Loc = MQTT_TLS) -> list[tuple[Loc, str]]:
+    """``at``: where the section is (``mqtt.tls``, ``outputs.nats.tls``)."""
     problems: list[tuple[Loc, str]] = []
     if tls.ca is not None and (why := _certificates(tls.ca)) is not None:
-        problems.append(((*TLS, "ca"), why))
+        problems.append(((*at, "ca"), why))
     if tls.cert is None or tls.key is None:
         return problems
     if (why := _certificates(tls.cert)) is not None:
-        problems.append(((*TLS, "cert"), why))
+        problems.append(((*at, "cert"), why))
         return problems
     cert, key = str(tls.cert), str(tls.key)
     why = _load(
@@ -58,5 +59,5 @@ def tls_problems(tls: TlsConfig) -> list[tuple[Loc, str]]:
         lambda c: c.load_cert_chain(cert, key, password=_passphrase),
     )
     if why is not None:
-        problems.append(((*TLS, "key"), why))
+        problems.append(((*at, "key"), why))
     return problems

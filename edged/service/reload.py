@@ -9,9 +9,9 @@
 - a changed ``source``, ``detect.model``, ``segment`` or ``snapshots`` restarts that camera;
 - a changed model (``models.<name>``) loads it again and restarts the cameras that use it;
 - cameras that appear start, cameras that disappear (or get ``enabled: false``) stop;
-- ``device_id``, ``mqtt``, ``journal``, ``metrics``, ``debug_view`` and ``homeassistant`` are
-  not applied: they name where events go or are served, and change only with a restart (a
-  log line and the event say so).
+- ``device_id``, ``mqtt``, ``outputs``, ``journal``, ``metrics``, ``debug_view`` and
+  ``homeassistant`` are not applied: they name where events go or are served, and change
+  only with a restart (a log line and the event say so).
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ from edged.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-NEEDS_RESTART = ("device_id", "mqtt", "journal", "metrics", "debug_view", "homeassistant")
+NEEDS_RESTART = (
+    "device_id",
+    "mqtt",
+    "outputs",
+    "journal",
+    "metrics",
+    "debug_view",
+    "homeassistant",
+)
 
 
 @dataclass(frozen=True, slots=True)
