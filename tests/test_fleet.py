@@ -16,10 +16,11 @@ import psycopg
 import pytest
 import yaml
 
-from edged.config.events import JournalConfig
+from edged.config.events import JournalConfig, MqttConfig
 from edged.core.event import Event
 from edged.outputs.jetstream import JetStreamPublisher
 from edged.outputs.journal import Journal
+from edged.outputs.mqtt import MqttPublisher
 from tests.daemon import Daemon, camera_config
 from tests.mqtt_helpers import Broker
 from tests.nats_helpers import NatsServer, stream_messages
@@ -66,6 +67,11 @@ class StoreWorker:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: it stops where it is, and what is sent to it meanwhile it holds unacked."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
 
     def stop(self) -> int:
         assert self.proc is not None
@@ -184,15 +190,24 @@ def test_two_daemons_through_jetstream_into_two_store_workers_store_every_event_
 
 
 class Flow:
-    """Two devices' journals and JetStream publishers, appending events from a thread."""
+    """Two devices' journals and publishers (JetStream, or MQTT to ``broker``), appending
+    events from a thread."""
 
-    def __init__(self, tmp_path: Path, server: NatsServer) -> None:
+    def __init__(
+        self, tmp_path: Path, server: NatsServer | None = None, broker: Broker | None = None
+    ) -> None:
+        output = "nats" if server is not None else "mqtt"
         self.journals = {
-            d: Journal(JournalConfig(path=tmp_path / f"{d}.db"), ("nats",)) for d in ("d1", "d2")
+            d: Journal(JournalConfig(path=tmp_path / f"{d}.db"), (output,)) for d in ("d1", "d2")
         }
-        self.publishers = [
-            JetStreamPublisher(nats_config(server.url), d, j) for d, j in self.journals.items()
-        ]
+        self.publishers: list[Any] = []
+        for device, journal in self.journals.items():
+            if server is not None:
+                self.publishers.append(JetStreamPublisher(nats_config(server.url), device, journal))
+            else:
+                assert broker is not None
+                config = MqttConfig(port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+                self.publishers.append(MqttPublisher(config, device, journal))
         for p in self.publishers:
             p.start()
         self.stored: dict[str, list[Event]] = {d: [] for d in self.journals}
@@ -236,10 +251,12 @@ def test_nats_restart_a_killed_worker_and_killed_database_connections_lose_nothi
     nats_server.kill()
     nats_server.start()
     poll(lambda: len(stored(pg_dsn)) > flow.count() // 2 + 200, 60)
-    # a worker dies mid-batch: what it had fetched and not acknowledged goes to the other
-    workers[0].kill()
+    # a worker dies holding events it fetched and did not acknowledge (frozen first, so
+    # that it surely holds some): after ack_wait_s they go to the other
+    workers[0].freeze()
     seen = len(stored(pg_dsn))
     poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    workers[0].kill()
     # the database drops every connection of the store, as a restart does
     assert terminate_store_connections(pg_dsn) >= 1
     mark = len(workers[1].log)
@@ -282,3 +299,52 @@ def test_mqtt_shared_subscription_workers_store_every_event_once_through_a_kill(
     check_once_each(rows, journaled)
     for worker in workers:
         assert worker.stop() == 0
+
+
+def test_over_mqtt_a_killed_worker_and_killed_database_connections_lose_nothing(
+    tmp_path: Path, pg_dsn: str, mqtt_broker_factory: Any, workers: list[StoreWorker]
+) -> None:
+    broker: Broker = mqtt_broker_factory(persistence=True)
+    for name in ("w1", "w2"):
+        workers.append(StoreWorker(tmp_path / "store", name, mqtt_store(name, broker, pg_dsn)))
+    for worker in workers:
+        assert worker.logged("consuming $share/edged-store/edged/+/#"), worker.log
+    flow = Flow(tmp_path, broker=broker)
+    poll(lambda: len(stored(pg_dsn)) > 200, 30)
+    # killed holding messages it had not acknowledged (frozen first, so that the broker
+    # surely sent it some): its session keeps them for it
+    workers[0].freeze()
+    seen = len(stored(pg_dsn))
+    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    workers[0].kill()
+    workers[0].start()
+    assert workers[0].logged("session resumed"), workers[0].log
+    assert terminate_store_connections(pg_dsn) >= 1
+    seen = len(stored(pg_dsn))
+    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    journaled = flow.finish()
+    rows = wait_stored(pg_dsn, sum(map(len, journaled.values())))
+    check_once_each(rows, journaled)
+
+
+def test_over_mqtt_plain_subscriptions_lose_nothing_when_the_broker_restarts(
+    tmp_path: Path, pg_dsn: str, mqtt_broker_factory: Any, workers: list[StoreWorker]
+) -> None:
+    """Mosquitto restores a persistent session's plain subscription from its persistence file
+    (not a shared one): the events published before the workers are back wait for them."""
+    broker: Broker = mqtt_broker_factory(persistence=True)
+    for name in ("w1", "w2"):
+        config = mqtt_store(name, broker, pg_dsn)
+        config["mqtt"]["group"] = None
+        workers.append(StoreWorker(tmp_path / "store", name, config))
+    for worker in workers:
+        assert worker.logged("consuming edged/+/#"), worker.log
+    flow = Flow(tmp_path, broker=broker)
+    poll(lambda: len(stored(pg_dsn)) > 200, 30)
+    broker.stop()
+    broker.start()
+    seen = len(stored(pg_dsn))
+    poll(lambda: len(stored(pg_dsn)) > seen + 400, 60)
+    journaled = flow.finish()
+    rows = wait_stored(pg_dsn, sum(map(len, journaled.values())))
+    check_once_each(rows, journaled)

@@ -124,12 +124,14 @@ def test_the_readmes_queries_answer_on_stored_events(pg_dsn: str) -> None:
         database.migrate(conn)
         database.write(conn, events, 300)
         answers = [conn.execute(query).fetchall() for query in SQL]
-    assert len(SQL) >= 4
-    crossings_per_hour, occupancy, offline, in_order = answers[:4]
+    assert len(SQL) >= 5
+    crossings_per_hour, occupancy, offline, in_order, gaps = answers[:5]
     assert sum(r[4] + r[5] for r in crossings_per_hour) == 29
     assert [(r[3], r[4], r[5]) for r in occupancy] == [("queue", 3, 1.5)]
     assert [(r[1], r[2]) for r in offline] == [("cam", "offline")]
     assert in_order == []  # another device's name: the query runs, nothing of ours
+    # seqs 1-29, 40-43 and 50: two gaps
+    assert gaps == [("d1", 30, 39), ("d1", 44, 49)]
 
 
 @pytest.mark.parametrize(

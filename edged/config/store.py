@@ -25,9 +25,10 @@ class StoreNatsSource(NatsConnection):
 
 
 class StoreMqttSource(StrictModel):
-    """An MQTT 5 shared subscription, ``$share/<group>/<topic_prefix>/+/#``; a persistent
-    session per worker (its ``client_id``) keeps what it has not acknowledged across a
-    crash, and it acknowledges each message only once its row is committed."""
+    """An MQTT 5 shared subscription, ``$share/<group>/<topic_prefix>/+/#`` (``group: null``:
+    a plain subscription, every worker gets every event); a persistent session per worker
+    (its ``client_id``) keeps what it has not acknowledged across a crash, and it
+    acknowledges each message only once its row is committed."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -35,7 +36,12 @@ class StoreMqttSource(StrictModel):
     password: SecretStr | None = Field(None, description="write ${ENV_VAR}, never the secret")
     tls: TlsConfig | None = None
     topic_prefix: str = Field("edged", pattern=r"^[^#+]+$")
-    group: str = Field("edged-store", pattern=_NAME, description="the shared subscription")
+    group: str | None = Field(
+        "edged-store",
+        pattern=_NAME,
+        description="the shared subscription; null: a plain one (Mosquitto 2.0 keeps only"
+        " plain subscriptions across its own restart)",
+    )
     client_id: str = Field(
         pattern=_NAME, description="one per worker, stable across restarts (its session)"
     )

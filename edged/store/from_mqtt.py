@@ -5,8 +5,14 @@ group. Each worker keeps a persistent session (its ``client_id``, ``clean_start`
 session expiry), and acknowledges by hand (paho's manual ack) only after the commit: what a
 crashed worker had not acknowledged stays in its session at the broker and comes again when
 it reconnects; the database ignores the ids it already has. Retained messages are not sent
-to shared subscriptions (MQTT 5), so a worker that starts does not store the retained state
-again; availability texts and snapshot JPEGs under the prefix are acknowledged and skipped.
+to shared subscriptions (MQTT 5); availability texts and snapshot JPEGs under the prefix
+are acknowledged and skipped.
+
+Mosquitto 2.0 does not restore shared subscriptions from its persistence file: after a
+broker restart, what the devices publish before the workers have subscribed again reaches
+no one of the group, while a plain subscription of a persistent session is restored and
+gets it. ``group: null`` subscribes plainly: every worker gets every event (and the retained
+state, already stored), and each is stored once.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ class MqttSource:
         self._stop = stop
         self.connected = threading.Event()
         self.bad = 0
-        self.topic = f"$share/{config.group}/{config.topic_prefix}/+/#"
+        self.topic = f"{config.topic_prefix}/+/#"
+        if config.group is not None:
+            self.topic = f"$share/{config.group}/{self.topic}"
         # (mid, qos, payload, topic) from paho's thread to the writer
         self._inbox: queue.Queue[tuple[int, int, bytes, str]] = queue.Queue()
         client = mqtt.Client(
