@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from edged.config.base import MAX_AGE_S, MAX_DURATION_S, StrictModel
 from edged.config.http import HttpConfig
-from edged.config.paths import resolve
+from edged.config.paths import existing_file, resolve
 
 
 class TlsConfig(StrictModel):
@@ -22,15 +22,7 @@ class TlsConfig(StrictModel):
         False, description="skip verifying the broker's certificate and name (testing only)"
     )
 
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _relative_to_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        if v is None:
-            return None
-        path = resolve(v, info)
-        if not path.is_file():
-            raise ValueError(f"{path} is not a file")
-        return path
+    _files = field_validator("ca", "cert", "key")(existing_file)
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:

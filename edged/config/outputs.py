@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from edged.config.base import MAX_AGE_S, MAX_DURATION_S, StrictModel
 from edged.config.events import TlsConfig
-from edged.config.paths import resolve
+from edged.config.paths import existing_file
 
 # a subject token or stream name: what NATS allows without quoting, and no wildcards
 _TOKEN = r"^[A-Za-z0-9_-]+$"
@@ -53,15 +53,7 @@ class NatsConnection(StrictModel):
     tls: TlsConfig | None = Field(None, description="absent: plain TCP unless a URL is tls://")
     reconnect_wait_s: float = Field(2.0, gt=0, le=MAX_DURATION_S)
 
-    @field_validator("creds")
-    @classmethod
-    def _relative_to_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        if v is None:
-            return None
-        path = resolve(v, info)
-        if not path.is_file():
-            raise ValueError(f"{path} is not a file")
-        return path
+    _files = field_validator("creds")(existing_file)
 
     @model_validator(mode="after")
     def _credentials(self) -> NatsConnection:
