@@ -127,9 +127,9 @@ class TimedJournal(Journal):
             self.appended_at[e.seq] = now
         return out
 
-    def mark_delivered(self, seqs: Iterable[int]) -> None:
+    def mark_delivered(self, seqs: Iterable[int], output: str | None = None) -> None:
         seqs = list(seqs)
-        super().mark_delivered(seqs)
+        super().mark_delivered(seqs, output)
         now = time.perf_counter()
         for s in seqs:
             self.pruned_at[s] = now
