@@ -37,7 +37,9 @@ class NatsServer:
         name: str = "n1",
         cluster_port: int | None = None,
         routes: Sequence[int] = (),
+        tls: Sequence[str] = (),
     ) -> None:
+        """``tls``: more nats-server flags: TLS (``--tlscert`` …) or a login (``--user``)."""
         self.binary = find_nats_server()
         self.folder = folder
         self.name = name
@@ -45,6 +47,7 @@ class NatsServer:
         self.monitor = free_port()
         self.cluster_port = cluster_port
         self.routes = list(routes)
+        self.tls = list(tls)
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -57,7 +60,7 @@ class NatsServer:
             self.binary,
             "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor),
             "-js", "-sd", str(self.folder / "store"), "-n", self.name,
-            "-l", str(self.folder / "server.log"),
+            "-l", str(self.folder / "server.log"), *self.tls,
         ]  # fmt: skip
         if self.cluster_port is not None:
             routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)

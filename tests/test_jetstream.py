@@ -23,6 +23,7 @@ from tests.mqtt_helpers import Broker, free_port
 from tests.nats_helpers import NatsServer, cluster, stream_messages
 from tests.paths import CLIP
 from tests.test_observability import get, samples, scrape
+from tests.tls_certs import make_certs
 from tests.waiting import poll
 
 
@@ -290,3 +291,66 @@ def test_a_daemon_reports_each_output_on_healthz_metrics_and_stats(
     printed = {e["id"] for e in daemon.events}
     in_stream = {json.loads(m.data)["id"] for m in stream_messages(nats_server.url, "EDGED")}
     assert printed == in_stream
+
+
+def test_over_tls_with_a_client_certificate_and_refused_without_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "certs").mkdir()
+    certs = make_certs(tmp_path / "certs")
+    tls = ["--tlscert", str(certs.server_cert), "--tlskey", str(certs.server_key)]
+    tls += ["--tlscacert", str(certs.ca), "--tlsverify"]
+    server = NatsServer(tmp_path / "nats", tls=tls)
+    server.start()
+    try:
+        url = f"tls://127.0.0.1:{server.port}"
+        journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+        journal.append(events(20))
+        client = {"ca": str(certs.ca), "cert": str(certs.client_cert), "key": str(certs.client_key)}
+        publisher = JetStreamPublisher(nats_config(url, tls=client), "dev1", journal)
+        publisher.start()
+        assert publisher.wait_connected(10), publisher.state()
+        assert publisher.wait_drained(20)
+        publisher.stop()
+        # the server asks for a client certificate: without one nothing is delivered, and
+        # the events wait
+        journal.append(events(5, 20))
+        anonymous = JetStreamPublisher(nats_config(url, tls={"ca": str(certs.ca)}), "dev1", journal)
+        with caplog.at_level(logging.WARNING, logger="edged.outputs.jetstream"):
+            anonymous.start()
+            poll(lambda: anonymous.error is not None, 20)
+        anonymous.stop()
+        assert not anonymous.connected and journal.backlog() == 5
+        assert "NATS tls://127.0.0.1" in caplog.text, caplog.text
+        journal.close()
+    finally:
+        server.stop()
+
+
+def test_a_wrong_password_is_an_error_that_says_so_and_keeps_the_events(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = NatsServer(tmp_path / "nats", tls=["--user", "edged", "--pass", "right"])
+    server.start()
+    try:
+        journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+        journal.append(events(3))
+        config = nats_config(server.url, user="edged", password="wrong")
+        publisher = JetStreamPublisher(config, "dev1", journal)
+        with caplog.at_level(logging.ERROR, logger="edged.outputs.jetstream"):
+            publisher.start()
+            poll(lambda: "Authorization Violation" in caplog.text, 20)
+        publisher.stop()
+        assert journal.backlog() == 3
+        journal.close()
+        good = JetStreamPublisher(
+            nats_config(server.url, user="edged", password="right"),
+            "d",
+            (journal := Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))),
+        )
+        good.start()
+        assert good.wait_connected(10) and good.wait_drained(10)
+        good.stop()
+        journal.close()
+    finally:
+        server.stop()

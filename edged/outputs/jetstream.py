@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from typing import Any
@@ -292,7 +293,9 @@ class JetStreamPublisher:
         log.log(level, "%s (events wait in the journal)", what)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS: %s", why(exc))
+        # nats-py retries a failing connect for ever and says why only here: a refused
+        # login or certificate must not go unnoticed
+        self._problem(f"NATS {', '.join(self._config.servers)}: {why(exc)}", _level(exc))
 
     async def _on_disconnected(self) -> None:
         if not self._stopping.is_set():
@@ -305,6 +308,14 @@ class JetStreamPublisher:
         log.info("NATS reconnected")
         if self._reconnected is not None:
             self._reconnected.set()
+
+
+def _level(exc: BaseException) -> int:
+    """Errors that need the operator (credentials, certificates) are errors; the rest, such
+    as a server that is not up yet, warnings."""
+    # nats-py raises a plain Error for the server's "-ERR 'Authorization Violation'"
+    refused = isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower()
+    return logging.ERROR if refused or isinstance(exc, ssl.SSLError) else logging.WARNING
 
 
 def connect_options(c: NatsConnection, name: str, timeout_s: float) -> dict[str, Any]:

@@ -120,7 +120,8 @@ class NatsSource:
             await nc.flush()
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("store: NATS: %s", why(exc))
+        # a connect that fails is retried by nats-py for ever and reported only here
+        self._problem(f"NATS {', '.join(self._config.servers)}: {why(exc)}")
 
     async def _on_disconnected(self) -> None:
         if not self._stop.is_set():
