@@ -17,8 +17,9 @@ SHELL := /bin/bash
 .PHONY: setup system-deps demo test lint clean
 
 # Debian/Ubuntu packages: a Python that can make venvs, Mosquitto (broker and clients), NATS
-# (the tests' JetStream servers), GStreamer's RTSP server with the system Python's bindings
-# (the tests' RTSP camera), and Chromium with its driver (the tests' browser for the web console).
+# and Redis (the tests' JetStream and Redis servers), GStreamer's RTSP server with the system
+# Python's bindings (the tests' RTSP camera), and Chromium with its driver (the tests' browser
+# for the web console).
 GST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 system-deps:
 	@missing=()
@@ -27,6 +28,7 @@ system-deps:
 	command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || [ -x /usr/bin/nats-server ] || missing+=(nats-server)
+	command -v redis-server >/dev/null || missing+=(redis-server)
 	/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null \
 	  && gst-inspect-1.0 rtph264pay >/dev/null 2>&1 && gst-inspect-1.0 h264parse >/dev/null 2>&1 \
 	  || missing+=($(GST_PACKAGES) gstreamer1.0-tools)

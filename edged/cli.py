@@ -370,6 +370,7 @@ def _dry_run_overrides(args: argparse.Namespace, folder: Path) -> list[str] | No
         "mqtt=null",
         "homeassistant=null",
         "outputs.nats=null",
+        "outputs.redis=null",
         f"journal.path={folder / 'events.db'}",
     ]
     for name, cam in config.cameras.items():

@@ -33,6 +33,7 @@ ENV = {
     "CAM_PASS": "secret",
     "EDGED_HTTP_TOKEN": "token",
     "NATS_PASSWORD": "secret",
+    "REDIS_PASSWORD": "secret",
 }
 
 

@@ -79,8 +79,35 @@ class NatsConfig(NatsConnection):
     ack_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for a publish's ack")
 
 
+class RedisConfig(StrictModel):
+    """Redis Streams: every event appended (``XADD``) to ``stream`` with its JSON and the
+    fields to filter on; pruned from the journal once Redis has answered. At least once: a
+    replay after a lost answer appends again, so consumers deduplicate on ``id``."""
+
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        pattern=r"^(redis|rediss|unix)://",
+        description="redis://, rediss:// (TLS) or unix:// with the database",
+    )
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="write ${ENV_VAR}, never the secret")
+    tls: TlsConfig | None = Field(None, description="with a rediss:// URL: CA, client certificate")
+    stream: str = Field(
+        "edged:events",
+        min_length=1,
+        description="the stream's key; {device} in it becomes the device id",
+    )
+    maxlen: int | None = Field(
+        1_000_000, ge=1, description="trim the stream to about this many entries (null: never)"
+    )
+    batch: int = Field(256, ge=1, le=10_000, description="events per round trip")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="wait for Redis's answer")
+    reconnect_wait_s: float = Field(2.0, gt=0, le=MAX_DURATION_S)
+
+
 class OutputsConfig(StrictModel):
     nats: NatsConfig | None = Field(None, description="absent: no JetStream output")
+    redis: RedisConfig | None = Field(None, description="absent: no Redis Streams output")
 
     def names(self) -> list[str]:
         """The outputs configured here, as the journal names them."""

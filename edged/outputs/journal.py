@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS events (
 # ``pending``: one bit per output that has not yet acknowledged the row (a row is deleted
 # when the last one has); the bits are fixed, so a journal survives a change of outputs.
 # Files of earlier releases had one output, MQTT: the column's default.
-OUTPUT_BITS = {"mqtt": 1, "nats": 2}
+OUTPUT_BITS = {"mqtt": 1, "nats": 2, "redis": 4}
 # the outputs the journal's undelivered events were written for (a JSON list)
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # a damaged file that could not be moved aside is tried again after this long

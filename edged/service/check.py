@@ -72,9 +72,10 @@ def start_problems(config: Config, serving: Config | None = None) -> list[str]:
     found: list[tuple[Loc, str]] = path_problems(config)
     if config.mqtt is not None and config.mqtt.tls is not None:
         found += tls_problems(config.mqtt.tls)
-    nats = config.outputs.nats
-    if nats is not None and nats.tls is not None:
-        found += tls_problems(nats.tls, ("outputs", "nats", "tls"))
+    for name in ("nats", "redis"):
+        output = getattr(config.outputs, name)
+        if output is not None and output.tls is not None:
+            found += tls_problems(output.tls, ("outputs", name, "tls"))
     found += port_problems(config, serving)
     for name, cam in config.cameras.items():
         problems, size = source_problems(name, cam, decode=serving is None)

@@ -18,6 +18,7 @@ from edged.outputs.jetstream import JetStreamPublisher
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import MqttPublisher
 from edged.outputs.output import Output
+from edged.outputs.redis_streams import RedisStreamPublisher
 from edged.outputs.sink import EventSink
 from edged.pipeline import Pipeline
 from edged.service.reload import reload as reload_config
@@ -179,6 +180,8 @@ def run(
     outputs: list[Output] = [] if publisher is None else [publisher]
     if config.outputs.nats is not None:
         outputs.append(JetStreamPublisher(config.outputs.nats, config.device_id, journal))
+    if config.outputs.redis is not None:
+        outputs.append(RedisStreamPublisher(config.outputs.redis, config.device_id, journal))
     pipeline = Pipeline(config, sink)
     status = StatusLine(stderr)
     servers = serve_http(
