@@ -152,3 +152,25 @@ def test_the_readmes_queries_answer_on_stored_events(pg_dsn: str) -> None:
 def test_what_is_not_an_event_is_named(data: bytes, problem: str) -> None:
     with pytest.raises(BadEvent, match=problem):
         parse(data)
+
+
+def test_a_store_config_with_a_mistake_is_refused_with_its_place(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "store.yaml"
+    path.write_text("nats:\n  durable: edged store\npostgres:\n  dsn: host=x\nbucket_s: 5\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "edged", "store", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert f"{path}:2:3: nats.durable: String should match pattern" in out.stderr, out.stderr
+    assert f"{path}:5:1: bucket_s: Input should be greater than or equal to 60" in out.stderr
+    path.write_text("postgres:\n  dsn: host=x\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "edged", "store", str(path)], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "give one source: nats (JetStream) or mqtt" in out.stderr
