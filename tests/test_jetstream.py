@@ -354,3 +354,35 @@ def test_a_wrong_password_is_an_error_that_says_so_and_keeps_the_events(
         journal.close()
     finally:
         server.stop()
+
+
+def test_a_stream_deleted_under_the_publisher_is_made_again_and_nothing_is_lost(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    import nats
+
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+    publisher = JetStreamPublisher(nats_config(nats_server.url), "dev1", journal)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    journal.append(events(5))
+    assert publisher.wait_drained(10)
+
+    async def delete() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().delete_stream("EDGED")
+        await nc.close()
+
+    asyncio.run(delete())
+    with caplog.at_level(logging.INFO, logger="edged.outputs.jetstream"):
+        stored = journal.append(events(5, 5))
+        poll(lambda: journal.backlog() == 0, 20)
+    publisher.stop()
+    assert "NATS publish of seq=6 failed" in caplog.text
+    assert "NATS: created stream EDGED" in caplog.text
+    # the new stream has what came after: the old stream's events went with it
+    seen = by_seq(stream_messages(nats_server.url, "EDGED"))
+    assert sorted(seen) == [e.seq for e in stored]
+    journal.close()

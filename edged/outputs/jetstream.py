@@ -49,6 +49,10 @@ _RETRYABLE = (
 )
 
 
+# what a publish gets when no stream takes its subject (the stream was deleted)
+_NO_STREAM = (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+
+
 def subject(prefix: str, device: str, event: Event) -> str:
     """The subject of ``event``: per device, camera and kind."""
     return f"{prefix}.{device}.{event.camera or '_'}.{event.kind}"
@@ -75,6 +79,7 @@ class JetStreamPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnected: asyncio.Event | None = None
         self._last_problem: str | None = None
+        self._stream_gone = False  # a publish found no stream for its subject
         self.error: str | None = None  # why nothing is delivered now (None: it is)
         self.published = 0
         self.duplicates = 0  # publishes the stream already had (a replay)
@@ -224,11 +229,13 @@ class JetStreamPublisher:
         cursor = 0
         while not self._stopping.is_set():
             if not nc.is_connected:
-                # nats-py reconnects by itself; meanwhile publishing only times out
+                # nats-py reconnects by itself; meanwhile publishing only times out. The flag
+                # is looked at again every second: a reconnect between the test and the
+                # clear would otherwise be missed
                 self._lost()
-                self._reconnected.clear()
-                await self._reconnected.wait()
-                if nc.is_closed:
+                while not (nc.is_connected or nc.is_closed or self._stopping.is_set()):
+                    await self._pause(_IDLE_WAKE_S)
+                if not nc.is_connected:
                     return
                 self._connected.set()
                 cursor = 0
@@ -238,6 +245,14 @@ class JetStreamPublisher:
                 await asyncio.to_thread(self._journal.wait_appended, _IDLE_WAKE_S)
                 continue
             cursor = await self._send(js, batch, cursor)
+            if cursor < batch[-1].seq:
+                # a publish failed: a stream that answers at once ("no responders" when it
+                # was deleted) must not turn this into a busy loop
+                await self._pause(self._config.reconnect_wait_s)
+            if self._stream_gone:
+                # nothing takes edged's subjects any more: make (or check) the stream again
+                self._stream_gone = False
+                await self._ensure_stream(js)
 
     async def _send(self, js: JetStreamContext, batch: list[Event], cursor: int) -> int:
         """Publish ``batch`` concurrently; acknowledge what the stream stored; return the
@@ -263,6 +278,10 @@ class JetStreamPublisher:
                 headers={"Nats-Msg-Id": ev.id},
             )
         except _RETRYABLE as exc:
+            if isinstance(
+                exc, (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+            ):
+                self._stream_gone = True
             self._problem(f"NATS publish of seq={ev.seq} failed: {why(exc)}; retrying")
             return False
         self.published += 1
