@@ -386,3 +386,27 @@ def test_a_stream_deleted_under_the_publisher_is_made_again_and_nothing_is_lost(
     seen = by_seq(stream_messages(nats_server.url, "EDGED"))
     assert sorted(seen) == [e.seq for e in stored]
     journal.close()
+
+
+def test_stop_does_not_wait_long_for_a_stalled_server(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    import signal
+    import time
+
+    journal = Journal(JournalConfig(path=tmp_path / "events.db"), ("nats",))
+    publisher = JetStreamPublisher(nats_config(nats_server.url, ack_timeout_s=30), "dev1", journal)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    assert nats_server.proc is not None
+    nats_server.proc.send_signal(signal.SIGSTOP)  # up, but it answers nothing
+    try:
+        journal.append(events(5))
+        poll(lambda: journal.backlog() == 5, 5)
+        start = time.monotonic()
+        publisher.stop(drain_timeout=0.5)
+        assert time.monotonic() - start < 3.5
+        assert journal.backlog() == 5  # kept for the next start
+    finally:
+        nats_server.proc.send_signal(signal.SIGCONT)
+    journal.close()

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # a safety net only: appends and stop() wake the publisher
 _IDLE_WAKE_S = 1.0
+# how long stop() waits for the thread, twice at most (before and after cancelling)
+_STOP_S = 1.0
 # what a publish can fail with that a later retry may cure (the link, the stream's leader)
 _RETRYABLE = (
     asyncio.TimeoutError,
@@ -78,6 +80,7 @@ class JetStreamPublisher:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnected: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_problem: str | None = None
         self._stream_gone = False  # a publish found no stream for its subject
         self.error: str | None = None  # why nothing is delivered now (None: it is)
@@ -116,7 +119,7 @@ class JetStreamPublisher:
             self._journal.backlog(),
         )
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._main()), name="edged-nats-publisher", daemon=True
+            target=self._thread_main, name="edged-nats-publisher", daemon=True
         )
         self._thread.start()
 
@@ -129,11 +132,15 @@ class JetStreamPublisher:
             self.wait_drained(drain_timeout)
         self._stopping.set()
         self._journal.wake()
-        loop, reconnected = self._loop, self._reconnected
+        loop, reconnected, task = self._loop, self._reconnected, self._task
         if loop is not None and reconnected is not None:
             loop.call_soon_threadsafe(reconnected.set)
-        # a publish in flight waits for its ack at most ack_timeout_s
-        self._thread.join(self._config.ack_timeout_s + 2.0)
+        self._thread.join(_STOP_S)
+        if self._thread.is_alive() and loop is not None and task is not None:
+            # publishes still waiting for their acks (a stalled server): given up, their
+            # events stay in the journal, and the daemon keeps its time to stop
+            loop.call_soon_threadsafe(task.cancel)
+            self._thread.join(_STOP_S)
         backlog = self._journal.backlog()
         if backlog:
             log.warning("NATS publisher stopped with %d events not in the stream", backlog)
@@ -150,8 +157,14 @@ class JetStreamPublisher:
 
     # -- the publisher's thread -------------------------------------------------------------
 
+    def _thread_main(self) -> None:
+        # cancelled by stop() when publishes wait on a stalled server
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(self._main())
+
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
         self._reconnected = asyncio.Event()
         while not self._stopping.is_set():
             nc = None

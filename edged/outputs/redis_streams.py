@@ -29,6 +29,7 @@ from edged.outputs.journal import Journal
 log = logging.getLogger(__name__)
 
 _IDLE_WAKE_S = 1.0
+_STOP_S = 1.5
 
 
 class RedisStreamPublisher:
@@ -86,8 +87,13 @@ class RedisStreamPublisher:
             self.wait_drained(drain_timeout)
         self._stopping.set()
         self._journal.wake()
-        self._thread.join(self._config.timeout_s + 2.0)
-        self._client.close()
+        self._thread.join(_STOP_S)
+        if self._thread.is_alive():
+            # a round trip still waiting for Redis (at most timeout_s): not waited for, so
+            # the daemon keeps its time to stop; those events stay in the journal
+            log.warning("Redis publisher still waiting for an answer; not waiting longer")
+        else:
+            self._client.close()
         backlog = self._journal.backlog()
         if backlog:
             log.warning("Redis publisher stopped with %d events not in the stream", backlog)
