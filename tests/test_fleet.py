@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,22 @@ def wait_stored(dsn: str, n: int, timeout: float = 60.0) -> list[tuple[str, str,
     return poll(enough, timeout)
 
 
+def grows(
+    dsn: str, by: int, workers: list[StoreWorker], flow: Flow | None = None, timeout: float = 60.0
+) -> None:
+    """The database gains ``by`` rows within ``timeout``; else fail with the workers' logs
+    (and where the flow's events are: journaled, still in the journals)."""
+    start = len(stored(dsn))
+    try:
+        poll(lambda: len(stored(dsn)) >= start + by, timeout)
+    except AssertionError:
+        logs = "\n".join(f"--- {w.path.stem}:\n{w.log[-4000:]}" for w in workers)
+        where = "" if flow is None else f" of {flow.count()} journaled, {flow.backlogs()} unsent"
+        raise AssertionError(
+            f"the database stayed at {len(stored(dsn))} rows{where}\n{logs}"
+        ) from None
+
+
 def nats_store(name: str, server: NatsServer, dsn: str, **extra: Any) -> dict[str, Any]:
     return {
         "nats": {"servers": [server.url], "reconnect_wait_s": 0.2, "ack_wait_s": 2, **extra},
@@ -223,6 +240,9 @@ class Flow:
     def count(self) -> int:
         return sum(map(len, self.stored.values()))
 
+    def backlogs(self) -> dict[str, int]:
+        return {d: j.backlog() for d, j in self.journals.items()}
+
     def finish(self) -> dict[str, list[dict[str, Any]]]:
         self._stop.set()
         self._thread.join(10)
@@ -254,15 +274,13 @@ def test_nats_restart_a_killed_worker_and_killed_database_connections_lose_nothi
     # a worker dies holding events it fetched and did not acknowledge (frozen first, so
     # that it surely holds some): after ack_wait_s they go to the other
     workers[0].freeze()
-    seen = len(stored(pg_dsn))
-    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    grows(pg_dsn, 200, workers, flow)
     workers[0].kill()
     # the database drops every connection of the store, as a restart does
     assert terminate_store_connections(pg_dsn) >= 1
     mark = len(workers[1].log)
     assert workers[1].logged("database reachable again", after=mark), workers[1].log
-    seen = len(stored(pg_dsn))
-    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    grows(pg_dsn, 200, workers, flow)
     journaled = flow.finish()
     rows = wait_stored(pg_dsn, sum(map(len, journaled.values())))
     check_once_each(rows, journaled)
@@ -314,14 +332,12 @@ def test_over_mqtt_a_killed_worker_and_killed_database_connections_lose_nothing(
     # killed holding messages it had not acknowledged (frozen first, so that the broker
     # surely sent it some): its session keeps them for it
     workers[0].freeze()
-    seen = len(stored(pg_dsn))
-    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    grows(pg_dsn, 200, workers, flow)
     workers[0].kill()
     workers[0].start()
     assert workers[0].logged("session resumed"), workers[0].log
     assert terminate_store_connections(pg_dsn) >= 1
-    seen = len(stored(pg_dsn))
-    poll(lambda: len(stored(pg_dsn)) > seen + 200, 60)
+    grows(pg_dsn, 200, workers, flow)
     journaled = flow.finish()
     rows = wait_stored(pg_dsn, sum(map(len, journaled.values())))
     check_once_each(rows, journaled)
@@ -343,8 +359,18 @@ def test_over_mqtt_plain_subscriptions_lose_nothing_when_the_broker_restarts(
     poll(lambda: len(stored(pg_dsn)) > 200, 30)
     broker.stop()
     broker.start()
-    seen = len(stored(pg_dsn))
-    poll(lambda: len(stored(pg_dsn)) > seen + 400, 60)
+    grows(pg_dsn, 400, workers, flow)
     journaled = flow.finish()
     rows = wait_stored(pg_dsn, sum(map(len, journaled.values())))
     check_once_each(rows, journaled)
+
+
+def test_a_store_worker_stops_at_once_while_its_stream_is_away(
+    tmp_path: Path, pg_dsn: str, workers: list[StoreWorker]
+) -> None:
+    away = NatsServer(tmp_path / "nats")  # never started: nothing listens on its port
+    workers.append(StoreWorker(tmp_path / "store", "w1", nats_store("w1", away, pg_dsn)))
+    assert workers[0].logged("Connect call failed"), workers[0].log
+    start = time.monotonic()
+    assert workers[0].stop() == 0
+    assert time.monotonic() - start < 5, workers[0].log

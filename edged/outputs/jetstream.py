@@ -184,8 +184,8 @@ class JetStreamPublisher:
                 log.exception("NATS publisher failed; starting again")
             finally:
                 self._lost()
-                if nc is not None and not nc.is_closed:
-                    await nc.close()
+                if nc is not None:
+                    await close_quietly(nc)
             if not self._stopping.is_set():
                 await self._pause(self._config.reconnect_wait_s)
 
@@ -369,6 +369,17 @@ def connect_options(c: NatsConnection, name: str, timeout_s: float) -> dict[str,
     if c.tls is not None:
         options["tls"] = client_tls(c.tls)
     return options
+
+
+async def close_quietly(nc: NatsClient) -> None:
+    """Close a connection that may be broken already: what closing it says then (a reset, a
+    timeout) is no news, and must not end the loop that called it."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.close()
+    except _RETRYABLE as exc:
+        log.debug("NATS: closing a broken connection: %s", why(exc))
 
 
 def why(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 A batch is one statement: the events go in with ``ON CONFLICT (id) DO NOTHING``, and only
 the rows that went in feed the line counts, the zone occupancy and the camera status, in
 the same statement, so a replayed event (a redelivery after a crash, a lost ack) changes
-nothing anywhere. The caller acknowledges its messages only after the commit.
+nothing anywhere. The caller acknowledges its messages only once the statement has
+returned (committed).
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def write(conn: psycopg.Connection[Any], events: Sequence[dict[str, Any]], bucket_s: int) -> int:
-    """Store ``events`` (parsed messages) in one transaction; returns how many were new."""
+    """Store ``events`` (parsed messages) in one statement, atomic on its own; ``conn`` is in
+    autocommit mode. Returns how many were new."""
     if not events:
         return 0
     columns: dict[str, list[Any]] = {f: [] for f in (*_FIELDS, "body")}
@@ -163,7 +165,10 @@ def write(conn: psycopg.Connection[Any], events: Sequence[dict[str, Any]], bucke
         for f in _FIELDS:
             columns[f].append(ev.get(f))
         columns["body"].append(json.dumps(ev, separators=(",", ":")))
-    with conn.transaction():
-        row = conn.execute(_WRITE, {**columns, "bucket": bucket_s}).fetchone()
+    # one statement on an autocommit connection is its own transaction, committed by the
+    # server when the statement ends: a worker that freezes or dies cannot hold the interval
+    # rows locked (with BEGIN … COMMIT, a worker stopped between the two kept every other
+    # worker waiting on those rows for as long as it was stopped)
+    row = conn.execute(_WRITE, {**columns, "bucket": bucket_s}).fetchone()
     assert row is not None
     return int(row[0])

@@ -20,7 +20,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from edged.config.store import StoreNatsSource
-from edged.outputs.jetstream import connect_options, why
+from edged.outputs.jetstream import close_quietly, connect_options, why
 from edged.store.database import BadEvent, parse
 from edged.store.session import Database, Stopped
 
@@ -41,6 +41,7 @@ class NatsSource:
         self.connected = threading.Event()
         self.bad = 0  # messages that are not events, terminated (never redelivered)
         self._last_problem: str | None = None
+        self._link_lost = False
 
     def run(self) -> None:
         asyncio.run(self._main())
@@ -50,11 +51,7 @@ class NatsSource:
         while not self._stop.is_set():
             nc = None
             try:
-                nc = await nats.connect(
-                    **connect_options(c, f"edged-store-{c.durable}", 5.0),
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                )
+                nc = await self._connect()
                 js = nc.jetstream()
                 sub = await js.pull_subscribe(
                     c.subject,
@@ -75,14 +72,40 @@ class NatsSource:
                 return
             except _RETRYABLE as exc:
                 self._problem(f"NATS {', '.join(c.servers)}: {why(exc)}")
+            except Exception:
+                # a bug must not end the worker: what it had not acknowledged comes again
+                log.exception("store: NATS consumer failed; starting again")
             finally:
                 self.connected.clear()
-                if nc is not None and not nc.is_closed:
-                    await nc.close()
+                if nc is not None:
+                    await close_quietly(nc)
             await asyncio.to_thread(self._stop.wait, c.reconnect_wait_s)
 
+    async def _connect(self) -> Any:
+        """nats-py retries a connect that fails for ever: it is watched, so that a stop
+        while the server is away ends the worker."""
+        c = self._config
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                **connect_options(c, f"edged-store-{c.durable}", 5.0),
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+            )
+        )
+        while not connecting.done():
+            await asyncio.wait({connecting}, timeout=_FETCH_WAIT_S)
+            if self._stop.is_set() and not connecting.done():
+                connecting.cancel()
+                raise Stopped("stopping")
+        return connecting.result()
+
     async def _consume(self, nc: Any, sub: Any) -> None:
+        self._link_lost = False
         while not self._stop.is_set():
+            if self._link_lost:
+                # nats-py reconnects by itself, but a pull subscription may not come back
+                # with it (nats.py #504: fetches then time out for ever): start afresh
+                raise nats.errors.ConnectionReconnectingError
             try:
                 # one, as soon as it is there: a fetch of more waits until it has them all
                 # or its time is up, which would hold a lone event back that long
@@ -124,6 +147,7 @@ class NatsSource:
         self._problem(f"NATS {', '.join(self._config.servers)}: {why(exc)}")
 
     async def _on_disconnected(self) -> None:
+        self._link_lost = True
         if not self._stop.is_set():
             log.warning("store: NATS disconnected; reconnecting")
 

@@ -47,6 +47,9 @@ class Database:
                     application_name="edged-store",
                     connect_timeout=5,
                 )
+                # a worker stopped inside the migrations' transaction must not hold the
+                # others' start (its lock) for longer than this
+                conn.execute("SET idle_in_transaction_session_timeout = '30s'")
                 database.migrate(conn)
             except psycopg.OperationalError as exc:
                 self._down(exc)
