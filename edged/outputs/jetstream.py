@@ -33,6 +33,7 @@ from nats.js.api import StreamConfig as JsStreamConfig
 from edged.config.outputs import NatsConfig, NatsConnection
 from edged.core.event import Event
 from edged.core.latency import Latency
+from edged.outputs.delivery import Delivery
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import client_tls
 
@@ -64,50 +65,23 @@ class StreamError(RuntimeError):
     """The stream is missing (and may not be created) or does not take edged's subjects."""
 
 
-class JetStreamPublisher:
-    """Drains this output's side of a ``Journal`` into the configured stream."""
+class JetStreamPublisher(Delivery):
+    """Drains this output's side of a ``Journal`` into the configured stream; ``connected``
+    once connected with the stream checked."""
 
     name = "nats"
 
     def __init__(self, config: NatsConfig, device_id: str, journal: Journal) -> None:
+        super().__init__(journal, log)
         self._config = config
         self._device_id = device_id
-        self._journal = journal.reader("nats")
-        self._connected = threading.Event()
-        self._stopping = threading.Event()
-        # notified on every acknowledgement and every lost connection (wait_drained)
-        self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._last_problem: str | None = None
         self._stream_gone = False  # a publish found no stream for its subject
-        self.error: str | None = None  # why nothing is delivered now (None: it is)
-        self.published = 0
         self.duplicates = 0  # publishes the stream already had (a replay)
-        self.ack_latency = Latency()
         self.event_latency: dict[str, Latency] = {}
-
-    @property
-    def connected(self) -> bool:
-        """Connected, with the stream checked."""
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
-    def backlog(self) -> int:
-        return self._journal.backlog()
-
-    def wait_drained(self, timeout: float) -> bool:
-        """Block until this output has every event (True), or ``timeout`` or a lost
-        connection (False)."""
-        with self._progress:
-            self._progress.wait_for(
-                lambda: self._journal.backlog() == 0 or not self.connected, timeout
-            )
-        return self._journal.backlog() == 0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -273,9 +247,7 @@ class JetStreamPublisher:
         results = await asyncio.gather(*(self._publish(js, ev) for ev in batch))
         acked = [ev.seq for ev, ok in zip(batch, results, strict=True) if ok]
         if acked:
-            self._journal.mark_delivered(acked)
-            with self._progress:
-                self._progress.notify_all()
+            self._acked(acked)
         failed = [ev for ev, ok in zip(batch, results, strict=True) if not ok]
         if not failed:
             self._last_problem = None
@@ -297,7 +269,6 @@ class JetStreamPublisher:
                 self._stream_gone = True
             self._problem(f"NATS publish of seq={ev.seq} failed: {why(exc)}; retrying")
             return False
-        self.published += 1
         self.duplicates += bool(ack.duplicate)
         self.ack_latency.observe(time.monotonic() - sent)
         if ev.frame_ts is not None:
@@ -309,20 +280,6 @@ class JetStreamPublisher:
         self._reconnected.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._reconnected.wait(), seconds)
-
-    def _lost(self) -> None:
-        self._connected.clear()
-        with self._progress:
-            self._progress.notify_all()
-
-    def _problem(self, what: str, level: int = logging.WARNING) -> None:
-        """Logged once while it repeats; kept for ``state``."""
-        self.error = what
-        if what == self._last_problem:
-            log.debug("%s", what)
-            return
-        self._last_problem = what
-        log.log(level, "%s (events wait in the journal)", what)
 
     async def _on_error(self, exc: Exception) -> None:
         # nats-py retries a failing connect for ever and says why only here: a refused

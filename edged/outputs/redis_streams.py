@@ -23,7 +23,7 @@ import redis
 
 from edged.config.outputs import RedisConfig
 from edged.core.event import Event
-from edged.core.latency import Latency
+from edged.outputs.delivery import Delivery
 from edged.outputs.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -32,42 +32,16 @@ _IDLE_WAKE_S = 1.0
 _STOP_S = 1.5
 
 
-class RedisStreamPublisher:
+class RedisStreamPublisher(Delivery):
     name = "redis"
 
     def __init__(self, config: RedisConfig, device_id: str, journal: Journal) -> None:
+        super().__init__(journal, log)
         self._config = config
         self._device_id = device_id
-        self._journal = journal.reader("redis")
         self.stream = config.stream.replace("{device}", device_id)
-        self._connected = threading.Event()
-        self._stopping = threading.Event()
-        self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._last_problem: str | None = None
-        self.error: str | None = None
-        self.published = 0
-        self.ack_latency = Latency()
         self._client = redis.Redis.from_url(config.url, **_options(config))
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
-    def backlog(self) -> int:
-        return self._journal.backlog()
-
-    def wait_drained(self, timeout: float) -> bool:
-        """Block until this output has every event (True), or ``timeout`` or a lost
-        connection (False)."""
-        with self._progress:
-            self._progress.wait_for(
-                lambda: self._journal.backlog() == 0 or not self.connected, timeout
-            )
-        return self._journal.backlog() == 0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -112,12 +86,13 @@ class RedisStreamPublisher:
             try:
                 cursor = self._send(batch)
             except redis.RedisError as exc:
-                self._lost(f"Redis {self._where()}: {exc}")
+                self._lost()
+                self._problem(f"Redis {self._where()}: {exc}")
                 cursor = 0
             except Exception:
                 # a bug must not end delivery for good: the rows stay in the journal
                 log.exception("Redis publisher failed; starting again")
-                self._lost("Redis publisher failed")
+                self._lost()
                 cursor = 0
 
     def _connect(self) -> bool:
@@ -150,12 +125,9 @@ class RedisStreamPublisher:
         took = time.monotonic() - sent
         acked = [ev.seq for ev, a in zip(batch, answers, strict=True) if not _failed(a)]
         if acked:
-            self._journal.mark_delivered(acked)
-            self.published += len(acked)
             for _ in acked:
                 self.ack_latency.observe(took)
-            with self._progress:
-                self._progress.notify_all()
+            self._acked(acked)
         failures = [(ev, a) for ev, a in zip(batch, answers, strict=True) if _failed(a)]
         if failures:
             ev, answer = failures[0]
@@ -179,20 +151,6 @@ class RedisStreamPublisher:
         if "path" in pool:
             return str(pool["path"])
         return f"{pool.get('host')}:{pool.get('port')}"
-
-    def _lost(self, what: str) -> None:
-        self._connected.clear()
-        with self._progress:
-            self._progress.notify_all()
-        self._problem(what)
-
-    def _problem(self, what: str, level: int = logging.WARNING) -> None:
-        self.error = what
-        if what == self._last_problem:
-            log.debug("%s", what)
-            return
-        self._last_problem = what
-        log.log(level, "%s (events wait in the journal)", what)
 
 
 def _failed(answer: Any) -> bool:
