@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 import psycopg
 import yaml
 
+from benchmarks.events import free_port
 from edged.config.events import JournalConfig
 from edged.config.outputs import NatsConfig
 from edged.core.event import Event
@@ -45,13 +45,6 @@ from edged.outputs.journal import Journal
 
 SERVER = os.environ.get("EDGED_TEST_POSTGRES", "host=127.0.0.1 user=postgres")
 BATCH = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait(check: Any, timeout: float, what: str, every: float = 0.02) -> float:
