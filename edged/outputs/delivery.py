@@ -20,6 +20,7 @@ class Delivery:
         self._log = log
         self._connected = threading.Event()
         self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None  # the publisher's, once started
         # notified on every acknowledgement and every lost connection (wait_drained)
         self._progress = threading.Condition()
         self._last_problem: str | None = None
@@ -46,6 +47,17 @@ class Delivery:
                 lambda: self._journal.backlog() == 0 or not self.connected, timeout
             )
         return self._journal.backlog() == 0
+
+    def _begin_stop(self, drain_timeout: float) -> bool:
+        """The start of ``stop``: what is pending may go out for ``drain_timeout`` s, then
+        the publisher thread is told to end. False when it never started or is stopping."""
+        if self._thread is None or self._stopping.is_set():
+            return False
+        if self.connected:
+            self.wait_drained(drain_timeout)
+        self._stopping.set()
+        self._journal.wake()
+        return True
 
     def _acked(self, seqs: list[int]) -> None:
         """The engine has these: pruned for this output, and whoever waits is told."""

@@ -32,7 +32,6 @@ from nats.js.api import StreamConfig as JsStreamConfig
 
 from edged.config.outputs import NatsConfig, NatsConnection
 from edged.core.event import Event
-from edged.core.latency import Latency
 from edged.outputs.delivery import Delivery
 from edged.outputs.journal import Journal
 from edged.outputs.mqtt import client_tls
@@ -75,13 +74,11 @@ class JetStreamPublisher(Delivery):
         super().__init__(journal, log)
         self._config = config
         self._device_id = device_id
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stream_gone = False  # a publish found no stream for its subject
         self.duplicates = 0  # publishes the stream already had (a replay)
-        self.event_latency: dict[str, Latency] = {}
 
     def start(self) -> None:
         if self._thread is not None:
@@ -100,12 +97,9 @@ class JetStreamPublisher(Delivery):
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Deliver what is pending (up to ``drain_timeout`` s), then close the connection.
         Undelivered events stay in the journal."""
-        if self._thread is None or self._stopping.is_set():
+        if not self._begin_stop(drain_timeout):
             return
-        if self.connected:
-            self.wait_drained(drain_timeout)
-        self._stopping.set()
-        self._journal.wake()
+        assert self._thread is not None
         loop, reconnected, task = self._loop, self._reconnected, self._task
         if loop is not None and reconnected is not None:
             loop.call_soon_threadsafe(reconnected.set)
@@ -271,8 +265,6 @@ class JetStreamPublisher(Delivery):
             return False
         self.duplicates += bool(ack.duplicate)
         self.ack_latency.observe(time.monotonic() - sent)
-        if ev.frame_ts is not None:
-            self.event_latency.setdefault(ev.kind, Latency()).observe(time.time() - ev.frame_ts)
         return True
 
     async def _pause(self, seconds: float) -> None:

@@ -40,7 +40,6 @@ class RedisStreamPublisher(Delivery):
         self._config = config
         self._device_id = device_id
         self.stream = config.stream.replace("{device}", device_id)
-        self._thread: threading.Thread | None = None
         self._client = redis.Redis.from_url(config.url, **_options(config))
 
     def start(self) -> None:
@@ -55,12 +54,9 @@ class RedisStreamPublisher(Delivery):
         self._thread.start()
 
     def stop(self, drain_timeout: float = 5.0) -> None:
-        if self._thread is None or self._stopping.is_set():
+        if not self._begin_stop(drain_timeout):
             return
-        if self.connected:
-            self.wait_drained(drain_timeout)
-        self._stopping.set()
-        self._journal.wake()
+        assert self._thread is not None
         self._thread.join(_STOP_S)
         if self._thread.is_alive():
             # a round trip still waiting for Redis (at most timeout_s): not waited for, so
